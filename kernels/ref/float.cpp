@@ -1,0 +1,56 @@
+// Reference kernels for the plain float types F32, F16 and BF16.
+#include <cstring>
+
+#include "kernels/ref/ref.h"
+#include "qllm/half.h"
+
+namespace qllm::ref {
+
+void f32_to_float(const void* src, float* dst, int64_t n) { std::memcpy(dst, src, size_t(n) * sizeof(float)); }
+void f32_from_float(const float* src, void* dst, int64_t n) { std::memcpy(dst, src, size_t(n) * sizeof(float)); }
+
+float f32_vec_dot(int64_t n, const void* x, const void* y) {
+    const auto* a = static_cast<const float*>(x);
+    const auto* b = static_cast<const float*>(y);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += double(a[i]) * double(b[i]);
+    return float(sum);
+}
+
+void f16_to_float(const void* src, float* dst, int64_t n) {
+    const auto* h = static_cast<const f16_t*>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(h[i]);
+}
+
+void f16_from_float(const float* src, void* dst, int64_t n) {
+    auto* h = static_cast<f16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) h[i] = f32_to_f16(src[i]);
+}
+
+float f16_vec_dot(int64_t n, const void* x, const void* y) {
+    const auto* a = static_cast<const f16_t*>(x);
+    const auto* b = static_cast<const f16_t*>(y);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += double(f16_to_f32(a[i])) * double(f16_to_f32(b[i]));
+    return float(sum);
+}
+
+void bf16_to_float(const void* src, float* dst, int64_t n) {
+    const auto* h = static_cast<const bf16_t*>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(h[i]);
+}
+
+void bf16_from_float(const float* src, void* dst, int64_t n) {
+    auto* h = static_cast<bf16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) h[i] = f32_to_bf16(src[i]);
+}
+
+float bf16_vec_dot(int64_t n, const void* x, const void* y) {
+    const auto* a = static_cast<const bf16_t*>(x);
+    const auto* b = static_cast<const bf16_t*>(y);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum += double(bf16_to_f32(a[i])) * double(bf16_to_f32(b[i]));
+    return float(sum);
+}
+
+}  // namespace qllm::ref

@@ -1,0 +1,59 @@
+// The traits table: one row per GGUF tensor type. Everything the engine knows about a
+// format (block geometry, conversions, dot product and its activation partner) lives here.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace qllm {
+
+// Type ids exactly as stored in GGUF tensor infos (ggml_type).
+enum class TensorType : uint32_t {
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+    IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
+    IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
+    TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
+};
+inline constexpr uint32_t kTensorTypeCount = 40;
+
+// Kernel signatures. `n` is the number of values (a multiple of block_size).
+using ToFloatFn = void (*)(const void* src, float* dst, int64_t n);
+using FromFloatFn = void (*)(const float* src, void* dst, int64_t n);
+// Quantize with per-column importance weights (`importance` has n entries, may be null).
+using QuantizeFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
+// Dot product of one weight row `x` with one activation row `y` already in vec_dot_type.
+using VecDotFn = float (*)(int64_t n, const void* x, const void* y);
+
+struct TypeTraits {
+    std::string_view name;      // ggml's lowercase name, e.g. "q4_K"
+    int64_t block_size = 0;     // values per block (1 for plain floats)
+    size_t type_size = 0;       // bytes per block
+    bool is_quantized = false;
+    ToFloatFn to_float = nullptr;       // dequantize
+    FromFloatFn from_float = nullptr;   // reference quantization (the format's definition)
+    QuantizeFn quantize = nullptr;      // quantization used when writing files (imatrix-aware)
+    VecDotFn vec_dot = nullptr;         // weight row · activation row
+    TensorType vec_dot_type = TensorType::F32;  // the activation format vec_dot pairs with
+
+    bool known() const { return type_size != 0; }
+    // Bytes of a row of n values; n must be a multiple of block_size.
+    size_t row_size(int64_t n) const { return size_t(n / block_size) * type_size; }
+};
+
+// The row for a type id; an id outside the table gives a row with known() == false.
+const TypeTraits& traits(TensorType type);
+const TypeTraits& traits(uint32_t type_id);
+std::string_view type_name(TensorType type);
+std::optional<TensorType> type_from_name(std::string_view name);  // case-insensitive
+
+}  // namespace qllm
+
+namespace qllm {
+// The mutable table, for registering kernels (reference rows, then the best ISA variant)
+// once at start-up. Nothing else writes to it.
+std::array<TypeTraits, kTensorTypeCount>& traits_table();
+}  // namespace qllm

@@ -1,0 +1,132 @@
+// Forward-pass operations. Matmuls go through the traits table, so every format plugs in here.
+#include "graph/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "qllm/error.h"
+#include "qllm/half.h"
+
+namespace qllm::ops {
+
+void get_rows(const TensorView& table, std::span<const TokenId> ids, float* out) {
+    const TypeTraits& t = traits(table.type);
+    const int64_t n = table.ne[0];
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= table.ne[1]) fail("token id {} is out of range (vocabulary of {})", ids[i], table.ne[1]);
+        t.to_float(table.row(ids[i]), out + int64_t(i) * n, n);
+    }
+}
+
+void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_rows, int64_t n, float eps) {
+    const auto* w = reinterpret_cast<const float*>(weight.data);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const float* xr = x + r * n;
+        float* yr = out + r * n;
+        double sum = 0.0;  // the reference sums squares in double
+        for (int64_t i = 0; i < n; ++i) sum += double(xr[i]) * double(xr[i]);
+        const float mean = float(sum / double(n));
+        const float scale = 1.0f / std::sqrt(mean + eps);
+        for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] * scale) * w[i];
+    }
+}
+
+void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, std::vector<uint8_t>& scratch) {
+    const TypeTraits& wt = traits(w.type);
+    const TypeTraits& at = traits(wt.vec_dot_type);
+    const int64_t n_in = w.ne[0];
+    const int64_t n_out = w.ne[1];
+    const size_t act_row = at.row_size(n_in);
+
+    // Activations in the partner format, one row per token.
+    const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+    if (wt.vec_dot_type != TensorType::F32) {
+        scratch.resize(act_row * size_t(n_tokens));
+#pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < n_tokens; ++t) at.from_float(x + t * n_in, scratch.data() + size_t(t) * act_row, n_in);
+        act = scratch.data();
+    }
+
+    const VecDotFn dot = wt.vec_dot;
+    const size_t w_row = w.row_bytes();
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n_out; ++r) {
+        const uint8_t* wr = w.data + size_t(r) * w_row;
+        for (int64_t t = 0; t < n_tokens; ++t) out[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
+    }
+}
+
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,
+          RopeStyle style) {
+    // theta_i = pos * base^(-2i/n_rot), built by repeated multiplication in float like the reference.
+    const float theta_scale = std::pow(base, -2.0f / float(n_rot));
+    float cache[kMaxHeadDim];  // cos, sin per rotary pair
+    float theta = float(pos);
+    for (int64_t i = 0; i < n_rot; i += 2) {
+        const float angle = theta * freq_scale;
+        cache[i] = std::cos(angle);
+        cache[i + 1] = std::sin(angle);
+        theta *= theta_scale;
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
+        float* v = x + h * head_dim;
+        for (int64_t i = 0; i < n_rot; i += 2) {
+            // NORM rotates adjacent pairs (v[i], v[i+1]); NEOX rotates (v[i/2], v[i/2 + n_rot/2]).
+            const int64_t a = style == RopeStyle::Norm ? i : i / 2;
+            const int64_t b = style == RopeStyle::Norm ? i + 1 : i / 2 + n_rot / 2;
+            const float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cache[i] - x1 * cache[i + 1];
+            v[b] = x0 * cache[i + 1] + x1 * cache[i];
+        }
+    }
+}
+
+void softmax(float* x, int64_t n) {
+    float max = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = float(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head,
+               int64_t n_head_kv, int64_t head_dim, float* out, float* scores) {
+    const int64_t kv_dim = n_head_kv * head_dim;
+    const int64_t group = n_head / n_head_kv;
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    float q16[kMaxHeadDim];
+    for (int64_t h = 0; h < n_head; ++h) {
+        const int64_t kvh = h / group;
+        // q meets the f16 K cache as f16, as in the reference.
+        for (int64_t i = 0; i < head_dim; ++i) q16[i] = f16_to_f32(f32_to_f16(q[h * head_dim + i]));
+        for (int64_t p = 0; p < n_pos; ++p) {
+            const uint16_t* k = k_cache + p * kv_dim + kvh * head_dim;
+            float dot = 0.0f;
+            for (int64_t i = 0; i < head_dim; ++i) dot += q16[i] * f16_to_f32(k[i]);
+            scores[p] = dot * scale;
+        }
+        softmax(scores, n_pos);
+        float* o = out + h * head_dim;
+        std::fill(o, o + head_dim, 0.0f);
+        for (int64_t p = 0; p < n_pos; ++p) {
+            // The attention weights meet the f16 V cache as f16.
+            const float weight = f16_to_f32(f32_to_f16(scores[p]));
+            const uint16_t* v = v_cache + p * kv_dim + kvh * head_dim;
+            for (int64_t i = 0; i < head_dim; ++i) o[i] += weight * f16_to_f32(v[i]);
+        }
+    }
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void add(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace qllm::ops

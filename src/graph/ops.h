@@ -1,0 +1,37 @@
+// The operations of the forward pass, on row-major f32 activations (one row per token).
+// Their roundings follow the reference engine (ggml CPU): see each function.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/model.h"
+
+namespace qllm::ops {
+
+// out[t] = table row ids[t], dequantized. (n_tokens, table.ne[0])
+void get_rows(const TensorView& table, std::span<const TokenId> ids, float* out);
+
+// out = x / sqrt(mean(x^2) + eps) * weight, for each of n_rows rows of length n.
+void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_rows, int64_t n, float eps);
+
+// out (n_tokens, w.ne[1]) = x (n_tokens, w.ne[0]) @ W^T. The activations are first converted to
+// the weight type's vec_dot partner (f16 for F16, q8_0 for Q4_0, ...), as the reference does.
+void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, std::vector<uint8_t>& scratch);
+
+// Rotary position embedding in place on x (n_heads, head_dim) at position pos.
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,
+          RopeStyle style);
+
+// Causal grouped-query attention of one token's q (n_head, head_dim) over cached positions
+// [0, n_pos) of f16 K and V (n_pos, n_head_kv * head_dim). Writes out (n_head, head_dim).
+// `scores` needs n_pos floats.
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head,
+               int64_t n_head_kv, int64_t head_dim, float* out, float* scores);
+
+void softmax(float* x, int64_t n);                            // in place, max-subtracted
+void silu_mul(float* gate, const float* up, int64_t n);       // gate = silu(gate) * up
+void add(float* x, const float* y, int64_t n);                // x += y
+
+}  // namespace qllm::ops

@@ -1,0 +1,114 @@
+// The forward pass of the llama architecture, batch by batch, over the f16 KV cache.
+#include "model/context.h"
+
+#include <algorithm>
+
+#include "graph/ops.h"
+#include "qllm/error.h"
+#include "qllm/half.h"
+
+
+namespace qllm {
+namespace {
+constexpr int64_t kBatch = 512;  // tokens per forward pass (like llama.cpp's n_ubatch)
+}
+
+Context::Context(const Model& model, int64_t n_ctx) : model_(model), hp_(model.hparams()), n_ctx_(n_ctx) {
+    if (n_ctx <= 0) fail("context size must be positive (got {})", n_ctx);
+    const size_t cache = size_t(hp_.n_layer) * size_t(n_ctx) * size_t(hp_.kv_dim());
+    k_cache_.assign(cache, 0);
+    v_cache_.assign(cache, 0);
+}
+
+std::span<const float> Context::eval(std::span<const TokenId> tokens, bool all_logits) {
+    if (tokens.empty()) fail("nothing to evaluate");
+    if (n_past_ + int64_t(tokens.size()) > n_ctx_) {
+        fail("context is full: {} tokens in cache + {} new exceed the context size {} (use -c to enlarge it)", n_past_,
+             tokens.size(), n_ctx_);
+    }
+    const int64_t n_vocab = hp_.n_vocab;
+    logits_.resize(size_t(all_logits ? tokens.size() : 1) * size_t(n_vocab));
+    for (size_t start = 0; start < tokens.size(); start += kBatch) {
+        const auto batch = tokens.subspan(start, std::min<size_t>(kBatch, tokens.size() - start));
+        const bool last = start + batch.size() == tokens.size();
+        if (all_logits) {
+            forward_batch(batch, true, logits_.data() + start * size_t(n_vocab));
+        } else {
+            forward_batch(batch, false, last ? logits_.data() : nullptr);
+        }
+    }
+    return logits_;
+}
+
+// x (n, n_embd) = embeddings; every layer; then logits for the rows asked for.
+void Context::forward_batch(std::span<const TokenId> tokens, bool all_logits, float* logits) {
+    const int64_t n = int64_t(tokens.size());
+    const int64_t n_embd = hp_.n_embd;
+    const Weights& w = model_.weights();
+    x_.resize(size_t(n * n_embd));
+    xb_.resize(x_.size());
+    xb2_.resize(x_.size());
+    q_.resize(size_t(n * hp_.q_dim()));
+    att_.resize(q_.size());
+    k_.resize(size_t(n * hp_.kv_dim()));
+    v_.resize(k_.size());
+    gate_.resize(size_t(n * hp_.n_ff));
+    up_.resize(gate_.size());
+
+    ops::get_rows(w.token_embd, tokens, x_.data());
+    for (int64_t il = 0; il < hp_.n_layer; ++il) llama_layer(il, n);
+    n_past_ += n;
+    if (!logits) return;
+
+    // Final norm and output projection, for all rows or only the last.
+    const int64_t first = all_logits ? 0 : n - 1;
+    const int64_t rows = n - first;
+    ops::rms_norm(x_.data() + first * n_embd, w.output_norm, xb_.data(), rows, n_embd, hp_.rms_eps);
+    ops::matmul(w.output, xb_.data(), rows, logits, act_scratch_);
+}
+
+void Context::llama_layer(int64_t il, int64_t n) {
+    const LayerWeights& l = model_.weights().layers[size_t(il)];
+    const int64_t n_embd = hp_.n_embd, q_dim = hp_.q_dim(), kv_dim = hp_.kv_dim(), n_ff = hp_.n_ff;
+
+    // Attention block: xb = norm(x); q, k, v = xb @ Wq, Wk, Wv; RoPE; cache k, v; attend; x += att @ Wo
+    ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    ops::matmul(l.wq, xb_.data(), n, q_.data(), act_scratch_);
+    ops::matmul(l.wk, xb_.data(), n, k_.data(), act_scratch_);
+    ops::matmul(l.wv, xb_.data(), n, v_.data(), act_scratch_);
+
+    uint16_t* k_cache = k_cache_.data() + size_t(il) * size_t(n_ctx_ * kv_dim);
+    uint16_t* v_cache = v_cache_.data() + size_t(il) * size_t(n_ctx_ * kv_dim);
+    for (int64_t t = 0; t < n; ++t) {
+        const int64_t pos = n_past_ + t;
+        ops::rope(q_.data() + t * q_dim, hp_.n_head, hp_.head_dim, hp_.n_rot, pos, hp_.rope_base, hp_.rope_freq_scale,
+                  hp_.rope_style);
+        ops::rope(k_.data() + t * kv_dim, hp_.n_head_kv, hp_.head_dim, hp_.n_rot, pos, hp_.rope_base,
+                  hp_.rope_freq_scale, hp_.rope_style);
+        for (int64_t i = 0; i < kv_dim; ++i) {
+            k_cache[pos * kv_dim + i] = f32_to_f16(k_[t * kv_dim + i]);
+            v_cache[pos * kv_dim + i] = f32_to_f16(v_[t * kv_dim + i]);
+        }
+    }
+#pragma omp parallel
+    {
+        std::vector<float> scores(size_t(n_past_ + n));
+#pragma omp for schedule(dynamic)
+        for (int64_t t = 0; t < n; ++t) {
+            ops::attention(q_.data() + t * q_dim, k_cache, v_cache, n_past_ + t + 1, hp_.n_head, hp_.n_head_kv,
+                           hp_.head_dim, att_.data() + t * q_dim, scores.data());
+        }
+    }
+    ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
+    ops::add(x_.data(), xb2_.data(), n * n_embd);
+
+    // Feed-forward block: xb = norm(x); x += (silu(xb @ Wgate) * (xb @ Wup)) @ Wdown
+    ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    ops::matmul(l.ffn_gate, xb_.data(), n, gate_.data(), act_scratch_);
+    ops::matmul(l.ffn_up, xb_.data(), n, up_.data(), act_scratch_);
+    ops::silu_mul(gate_.data(), up_.data(), n * n_ff);
+    ops::matmul(l.ffn_down, gate_.data(), n, xb2_.data(), act_scratch_);
+    ops::add(x_.data(), xb2_.data(), n * n_embd);
+}
+
+}  // namespace qllm

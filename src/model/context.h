@@ -1,0 +1,43 @@
+// Context: the state of one sequence being evaluated: the f16 KV cache, scratch buffers,
+// and the forward pass that fills them.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/model.h"
+
+namespace qllm {
+
+class Context {
+public:
+    Context(const Model& model, int64_t n_ctx);
+
+    // Evaluates `tokens` at positions n_past().. and appends them to the KV cache.
+    // Returns the logits of every token when all_logits, else of the last one
+    // (n_vocab floats per token). Throws if the tokens do not fit in the context.
+    std::span<const float> eval(std::span<const TokenId> tokens, bool all_logits);
+
+    int64_t n_past() const { return n_past_; }
+    int64_t n_ctx() const { return n_ctx_; }
+    void reset() { n_past_ = 0; }
+    size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(uint16_t); }
+
+private:
+    void forward_batch(std::span<const TokenId> tokens, bool all_logits, float* logits);
+    void llama_layer(int64_t il, int64_t n_tokens);
+
+    const Model& model_;
+    const Hparams& hp_;
+    int64_t n_ctx_;
+    int64_t n_past_ = 0;
+
+    std::vector<uint16_t> k_cache_, v_cache_;  // (n_layer, n_ctx, kv_dim), f16 bits
+    // Activations for one batch, one row per token.
+    std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, gate_, up_;
+    std::vector<uint8_t> act_scratch_;
+    std::vector<float> logits_;
+};
+
+}  // namespace qllm

@@ -1,0 +1,88 @@
+// Helpers shared by the verbs: threads, prompt input, memory and interrupt reporting.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "commands.h"
+#include "qllm/error.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace qllm::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_interrupt(int) {
+    if (g_interrupted.exchange(true)) std::_Exit(130);  // a second Ctrl-C leaves at once
+}
+
+// Offset of the first byte that is not part of valid UTF-8, or npos.
+size_t invalid_utf8_at(const std::string& s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        const int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (len == 0 || i + size_t(len) > s.size()) return i;
+        for (int k = 1; k < len; ++k) {
+            if ((static_cast<unsigned char>(s[i + size_t(k)]) & 0xC0) != 0x80) return i;
+        }
+        if (len == 2 && c < 0xC2) return i;  // overlong
+        i += size_t(len);
+    }
+    return std::string::npos;
+}
+
+}  // namespace
+
+int default_threads() {
+    // Physical cores: logical CPUs divided by the SMT width the kernel reports.
+    unsigned logical = std::thread::hardware_concurrency();
+    std::ifstream smt("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list");
+    std::string siblings;
+    if (smt >> siblings && (siblings.find(',') != std::string::npos || siblings.find('-') != std::string::npos)) {
+        logical /= 2;
+    }
+    return logical > 0 ? int(logical) : 1;
+}
+
+void set_threads(int n) {
+    if (n < 1 || n > 1024) fail("thread count must be between 1 and 1024 (got {})", n);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+}
+
+std::string read_prompt(const std::string& prompt, const std::string& file) {
+    std::string text = prompt;
+    if (!file.empty()) {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) fail("{}: cannot open prompt file", file);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        text = ss.str();
+    }
+    if (size_t bad = invalid_utf8_at(text); bad != std::string::npos) {
+        fail("{}: invalid UTF-8 at byte {}", file.empty() ? "prompt" : file, bad);
+    }
+    return text;
+}
+
+double peak_rss_mib() {
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    return double(ru.ru_maxrss) / 1024.0;  // kilobytes on Linux
+}
+
+bool interrupted() { return g_interrupted.load(); }
+
+void install_interrupt_handler() { std::signal(SIGINT, on_interrupt); }
+
+}  // namespace qllm::cli

@@ -1,0 +1,46 @@
+// qllm: run, quantize and benchmark GGUF models. stdout carries results only; logs and
+// errors go to stderr. Exit codes: 0 success, 1 runtime error, 2 usage error.
+#include <cstdio>
+#include <new>
+
+#include <fmt/core.h>
+
+#include "commands.h"
+#include "qllm/error.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"qllm: a CPU inference engine for quantized GGUF language models", "qllm"};
+    app.require_subcommand(1, 1);
+    app.set_version_flag("--version", "qllm 0.1.0");
+
+    qllm::cli::Action action;
+    qllm::cli::add_run(app, action);
+    qllm::cli::add_logits(app, action);
+    qllm::cli::add_info(app, action);
+    qllm::cli::add_tokenize(app, action);
+    qllm::cli::add_synth(app, action);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        fmt::print(stderr, "qllm: error: {}\n", e.what());
+        fmt::print(stderr, "Run 'qllm --help' or 'qllm COMMAND --help' for usage.\n");
+        return 2;
+    }
+    try {
+        return action();
+    } catch (const qllm::Error& e) {
+        fmt::print(stderr, "qllm: error: {}\n", e.what());
+    } catch (const std::bad_alloc&) {
+        fmt::print(stderr, "qllm: error: out of memory\n");
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "qllm: error: {}\n", e.what());
+    }
+    return 1;
+}
