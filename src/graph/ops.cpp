@@ -4,10 +4,29 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/ref/ref.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
 
 namespace qllm::ops {
+namespace {
+
+// exp(x) as the reference's vectorized softmax and SiLU compute it (a degree-5 polynomial on
+// the reduced argument, scaled by 2^n; within 1.5 ulp of expf). Using the same approximation
+// keeps our f16-rounded attention weights identical to the reference's.
+float vector_expf(float x) {
+    const float shifter = 0x1.8p23f;
+    const float z = std::fma(x, 0x1.715476p+0f, shifter);
+    const float n = z - shifter;
+    const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+    if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                             u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+    return std::ldexp(j, int(n));
+}
+
+}  // namespace
 
 void get_rows(const TensorView& table, std::span<const TokenId> ids, float* out) {
     const TypeTraits& t = traits(table.type);
@@ -24,7 +43,7 @@ void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_ro
         const float* xr = x + r * n;
         float* yr = out + r * n;
         double sum = 0.0;  // the reference sums squares in double
-        for (int64_t i = 0; i < n; ++i) sum += double(xr[i]) * double(xr[i]);
+        for (int64_t i = 0; i < n; ++i) sum += double(xr[i] * xr[i]);
         const float mean = float(sum / double(n));
         const float scale = 1.0f / std::sqrt(mean + eps);
         for (int64_t i = 0; i < n; ++i) yr[i] = (xr[i] * scale) * w[i];
@@ -84,10 +103,12 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t po
 void softmax(float* x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+    // Blocks of 16 summed in float, blocks added in double: the reference's order.
     double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        x[i] = std::exp(x[i] - max);
-        sum += x[i];
+    for (int64_t start = 0; start < n; start += 16) {
+        float lanes[16] = {};
+        for (int64_t i = start; i < std::min(n, start + 16); ++i) lanes[i - start] = x[i] = vector_expf(x[i] - max);
+        sum += ref::reduce_lanes16(lanes);
     }
     const float inv = float(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
@@ -98,31 +119,34 @@ void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache,
     const int64_t kv_dim = n_head_kv * head_dim;
     const int64_t group = n_head / n_head_kv;
     const float scale = 1.0f / std::sqrt(float(head_dim));
-    float q16[kMaxHeadDim];
+    f16_t q16[kMaxHeadDim];
+    float lanes[16];
+    std::vector<float> out_lanes(size_t(head_dim) * 16);
     for (int64_t h = 0; h < n_head; ++h) {
         const int64_t kvh = h / group;
         // q meets the f16 K cache as f16, as in the reference.
-        for (int64_t i = 0; i < head_dim; ++i) q16[i] = f16_to_f32(f32_to_f16(q[h * head_dim + i]));
+        for (int64_t i = 0; i < head_dim; ++i) q16[i] = f32_to_f16(q[h * head_dim + i]);
         for (int64_t p = 0; p < n_pos; ++p) {
-            const uint16_t* k = k_cache + p * kv_dim + kvh * head_dim;
-            float dot = 0.0f;
-            for (int64_t i = 0; i < head_dim; ++i) dot += q16[i] * f16_to_f32(k[i]);
-            scores[p] = dot * scale;
+            scores[p] = ref::f16_vec_dot(head_dim, q16, k_cache + p * kv_dim + kvh * head_dim) * scale;
         }
         softmax(scores, n_pos);
-        float* o = out + h * head_dim;
-        std::fill(o, o + head_dim, 0.0f);
+        // out[i] = sum_p w[p] * v[p][i], the weights rounded to f16 where they meet V; summed in
+        // 16 lanes by position (p mod 16) like the reference's transposed-V product.
+        std::fill(out_lanes.begin(), out_lanes.end(), 0.0f);
         for (int64_t p = 0; p < n_pos; ++p) {
-            // The attention weights meet the f16 V cache as f16.
             const float weight = f16_to_f32(f32_to_f16(scores[p]));
             const uint16_t* v = v_cache + p * kv_dim + kvh * head_dim;
-            for (int64_t i = 0; i < head_dim; ++i) o[i] += weight * f16_to_f32(v[i]);
+            for (int64_t i = 0; i < head_dim; ++i) out_lanes[size_t(i * 16 + p % 16)] += weight * f16_to_f32(v[i]);
+        }
+        for (int64_t i = 0; i < head_dim; ++i) {
+            std::copy_n(out_lanes.begin() + i * 16, 16, lanes);
+            out[h * head_dim + i] = ref::reduce_lanes16(lanes);
         }
     }
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + vector_expf(-gate[i])) * up[i];
 }
 
 void add(float* x, const float* y, int64_t n) {

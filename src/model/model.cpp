@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include <array>
+#include <cmath>
 
 #include "qllm/error.h"
 
@@ -68,7 +69,9 @@ Hparams read_hparams(const gguf::File& f, const Architecture& arch) {
     const std::string scaling = f.get_string_or(p + "rope.scaling.type", "none");
     const float factor = f.get_f32_or(p + "rope.scaling.factor", 0.0f);
     if (scaling == "linear" && factor > 0.0f) hp.rope_freq_scale = 1.0f / factor;
-    if (!(hp.rope_base > 0.0f) || !(hp.rms_eps > 0.0f) || !(hp.rope_freq_scale > 0.0f)) {
+    // isfinite as well: an infinite base or epsilon (or a tiny scaling factor) passes "> 0".
+    auto positive = [](float x) { return std::isfinite(x) && x > 0.0f; };
+    if (!positive(hp.rope_base) || !positive(hp.rms_eps) || !positive(hp.rope_freq_scale)) {
         fail("{}: rope.freq_base, rms epsilon and rope scale must be positive finite numbers", f.path());
     }
     hp.file_type = f.has("general.file_type") ? uint32_t(f.get_count("general.file_type")) : guess_file_type(f);

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,7 +32,12 @@ struct Vocab {
     bool add_bos = false;
     bool add_eos = false;
     bool add_space_prefix = true;
-    std::unordered_map<std::string, TokenId> index;  // piece text -> id
+    // piece text -> id; looked up by string_view without building a std::string.
+    struct PieceHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, TokenId, PieceHash, std::equal_to<>> index;
     std::vector<TokenId> eog;          // ends generation: EOS, EOT and end-of-turn pieces (sorted)
 
     size_t size() const { return tokens.size(); }

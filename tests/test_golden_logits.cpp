@@ -1,0 +1,104 @@
+// Logits and greedy generation against the reference engine's golden outputs.
+#include <gtest/gtest.h>
+
+#include "golden.h"
+#include "model/context.h"
+#include "qllm/error.h"
+
+namespace qllm {
+namespace {
+
+using test::shared_dir;
+
+struct LogitsCase {
+    std::string model;   // relative to golden/
+    std::string logits;  // relative to golden/
+    double max_mean_kl;
+};
+
+std::string case_name(const testing::TestParamInfo<LogitsCase>& info) {
+    std::string s = info.param.model;
+    for (char& c : s) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+    return s;
+}
+
+class GoldenLogits : public testing::TestWithParam<LogitsCase> {};
+
+// Our logits for the reference's own tokens (which also checks that we tokenize the prompt alike).
+std::vector<float> our_logits(const Model& model, const test::LogitsFile& ref) {
+    const std::string prompt = test::read_text(shared_dir() / "golden/prompt.txt");
+    const auto tokens = model.tokenizer().encode(prompt, model.vocab().add_bos);
+    EXPECT_EQ(std::vector<int32_t>(tokens.begin(), tokens.end()), ref.tokens) << "prompt tokenized differently";
+    Context ctx(model, int64_t(ref.tokens.size()));
+    const auto logits = ctx.eval(ref.tokens, true);
+    return {logits.begin(), logits.end()};
+}
+
+TEST_P(GoldenLogits, MatchReference) {
+    const auto& c = GetParam();
+    const auto model_path = shared_dir() / "golden" / c.model;
+    const auto logits_path = shared_dir() / "golden" / c.logits;
+    QLLM_REQUIRE_SHARED(model_path);
+    QLLM_REQUIRE_SHARED(logits_path);
+    const auto ref = test::read_logits(logits_path);
+    ASSERT_FALSE(ref.tokens.empty()) << "unreadable logits file " << logits_path;
+    auto model = Model::load(model_path.string());
+    ASSERT_EQ(model->hparams().n_vocab, ref.n_vocab);
+    const auto ours = our_logits(*model, ref);
+    const auto cmp = test::compare_logits(ref, ours.data());
+    RecordProperty("mean_kl", std::to_string(cmp.mean_kl));
+    EXPECT_LT(cmp.mean_kl, c.max_mean_kl) << "max |dlogit| " << cmp.max_abs_diff;
+    EXPECT_EQ(cmp.top1, 1.0) << "mean KL " << cmp.mean_kl;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    FloatModels, GoldenLogits,
+    testing::Values(LogitsCase{"stories260K/F32.gguf", "stories260K/F32.logits", 1e-6},
+                    LogitsCase{"../models/stories260K.gguf", "stories260K/F32.logits", 1e-6},
+                    LogitsCase{"stories260K/F16.gguf", "stories260K/F16.logits", 1e-5},
+                    LogitsCase{"stories260K/BF16.gguf", "stories260K/BF16.logits", 1e-5},
+                    LogitsCase{"synth-a-f16/F32.gguf", "synth-a-f16/F32.logits", 1e-6},
+                    LogitsCase{"synth-a-f16/F16.gguf", "synth-a-f16/F16.logits", 1e-5},
+                    LogitsCase{"synth-a-f16/BF16.gguf", "synth-a-f16/BF16.logits", 1e-5},
+                    LogitsCase{"bases/synth-a-f16.gguf", "synth-a-f16/F16.logits", 1e-5},
+                    LogitsCase{"bases/synth-b-f32.gguf", "synth-b-f32/F32.logits", 1e-6},
+                    LogitsCase{"synth-b-f32/F16.gguf", "synth-b-f32/F16.logits", 1e-5},
+                    LogitsCase{"synth-b-f32/BF16.gguf", "synth-b-f32/BF16.logits", 1e-5}),
+    case_name);
+
+// Greedy generation of 48 tokens after "Once upon a time", EOS ignored: the `gen:` ids.
+class GoldenGreedy : public testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenGreedy, SameTokens) {
+    const auto model_path = shared_dir() / "golden" / (GetParam() + ".gguf");
+    const auto greedy_path = shared_dir() / "golden" / (GetParam() + ".greedy.txt");
+    QLLM_REQUIRE_SHARED(model_path);
+    QLLM_REQUIRE_SHARED(greedy_path);
+    const auto expected_prompt = test::read_greedy_ids(greedy_path, "prompt:");
+    const auto expected = test::read_greedy_ids(greedy_path);
+    ASSERT_EQ(expected.size(), 48u);
+    auto model = Model::load(model_path.string());
+    const auto prompt = model->tokenizer().encode("Once upon a time", model->vocab().add_bos);
+    ASSERT_EQ(std::vector<int32_t>(prompt.begin(), prompt.end()), expected_prompt);
+    Context ctx(*model, 64);
+    auto logits = ctx.eval(prompt, false);
+    std::vector<int32_t> got;
+    for (int i = 0; i < 48; ++i) {
+        const TokenId next = TokenId(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        got.push_back(next);
+        logits = ctx.eval(std::span(&next, 1), false);
+    }
+    EXPECT_EQ(got, expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(FloatModels, GoldenGreedy,
+                         testing::Values("stories260K/F32", "stories260K/F16", "stories260K/BF16", "synth-a-f16/F32",
+                                         "synth-a-f16/F16", "synth-b-f32/F16", "synth-b-f32/BF16"),
+                         [](const auto& info) {
+                             std::string s = info.param;
+                             for (char& c : s) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                             return s;
+                         });
+
+}  // namespace
+}  // namespace qllm
