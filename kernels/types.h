@@ -53,7 +53,12 @@ std::optional<TensorType> type_from_name(std::string_view name);  // case-insens
 }  // namespace qllm
 
 namespace qllm {
-// The mutable table, for registering kernels (reference rows, then the best ISA variant)
-// once at start-up. Nothing else writes to it.
-std::array<TypeTraits, kTensorTypeCount>& traits_table();
+
+using TraitsTable = std::array<TypeTraits, kTensorTypeCount>;
+
+// The scalar reference rows: the definition of every format (kernels/types.cpp).
+const TraitsTable& reference_table();
+// The rows in use: the reference with the chosen ISA's kernels written in (kernels/dispatch.cpp).
+const TraitsTable& active_table();
+
 }  // namespace qllm

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "kernels/cpu.h"
+#include "qllm/error.h"
 #include "model/model.h"
 
 namespace qllm::cli {
@@ -12,6 +14,7 @@ namespace {
 
 struct InfoOptions {
     std::string model;
+    bool system = false;
     bool json = false;
     bool tensors = true;
 };
@@ -23,7 +26,18 @@ std::string human_count(double n) {
     return fmt::format("{:.0f}", n);
 }
 
+int system_info() {
+    std::string isas;
+    for (Isa isa : supported_isas()) isas += (isas.empty() ? "" : ", ") + std::string(isa_name(isa));
+    fmt::print("kernels:       {} (supported: {})\n", isa_name(active_isa()), isas);
+    fmt::print("cpu features:  {}\n", cpu_features());
+    fmt::print("threads:       {} by default\n", default_threads());
+    return 0;
+}
+
 int info(const InfoOptions& opt) {
+    if (opt.system) return system_info();
+    if (opt.model.empty()) fail("info needs a MODEL (or --system)");
     auto model = Model::load(opt.model, Model::Mode::Inspect);
     const gguf::File& f = model->file();
     const Hparams& hp = model->hparams();
@@ -100,7 +114,8 @@ int info(const InfoOptions& opt) {
 void add_info(CLI::App& app, Action& action) {
     auto opt = std::make_shared<InfoOptions>();
     CLI::App* cmd = app.add_subcommand("info", "Describe a model file without loading its weights");
-    cmd->add_option("model", opt->model, "GGUF model file")->required();
+    cmd->add_option("model", opt->model, "GGUF model file");
+    cmd->add_flag("--system", opt->system, "describe this machine's CPU features and the kernels in use");
     cmd->add_flag("--json", opt->json, "print JSON");
     cmd->add_flag("!--no-tensors", opt->tensors, "leave out the tensor table");
     cmd->callback([&action, opt] { action = [opt] { return info(*opt); }; });

@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "kernels/cpu.h"
 #include "qllm/error.h"
 
 int main(int argc, char** argv) {
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
+        qllm::active_isa();  // choose the kernels now, so a bad QLLM_ISA is reported cleanly
         return action();
     } catch (const qllm::Error& e) {
         fmt::print(stderr, "qllm: error: {}\n", e.what());

@@ -6,6 +6,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "kernels/cpu.h"
 #include "model/context.h"
 #include "qllm/error.h"
 #include "sample/sampler.h"
@@ -46,7 +47,8 @@ int run(const RunOptions& opt) {
                    model_path);
         if (!std::filesystem::exists(model_path)) write_demo_model(model_path);
     }
-    set_threads(opt.threads > 0 ? opt.threads : default_threads());
+    const int threads = opt.threads > 0 ? opt.threads : default_threads();
+    set_threads(threads);
     const std::string prompt = read_prompt(opt.prompt, opt.prompt_file);
 
     const auto t_load = Clock::now();
@@ -111,6 +113,7 @@ int run(const RunOptions& opt) {
                1000.0 * double(tokens.size()) / prompt_ms);
     fmt::print(stderr, "generation: {:10.2f} ms / {:5} tokens ({:8.2f} tokens/s)\n", gen_ms, generated,
                generated > 0 ? 1000.0 * double(generated) / gen_ms : 0.0);
+    fmt::print(stderr, "system:     {} kernels, {} threads\n", isa_name(active_isa()), threads);
     fmt::print(stderr, "peak RSS:   {:10.1f} MiB (KV cache {:.1f} MiB)\n", peak_rss_mib(),
                double(ctx.kv_cache_bytes()) / (1024.0 * 1024.0));
     return interrupted() ? 130 : 0;
