@@ -13,6 +13,7 @@
 namespace qllm {
 
 namespace gguf { class File; }
+class BpeEncoder;
 
 using TokenId = int32_t;
 
@@ -74,7 +75,8 @@ public:
     // Whole-sequence decode, like llama.cpp's detokenize: the pieces concatenated, with one
     // leading space removed from the first token's piece when the vocabulary adds a space
     // prefix (so decode(encode(text)) == text). A BOS in front takes that place: its piece is
-    // empty and nothing is stripped from the token after it.
+    // empty and nothing is stripped from the token after it. llama.cpp's BPE `clean_spaces`
+    // (dropping the space in " ?", " ," ...) is not applied, so BPE text round-trips too.
     std::string decode(const std::vector<TokenId>& ids, bool special = false) const;
 
     bool is_eog(TokenId id) const;  // end of generation: EOS, EOT
@@ -84,8 +86,11 @@ private:
                            std::vector<std::pair<std::string_view, TokenId>>& fragments) const;
     void encode_spm(std::string_view text, bool add_bos, bool parse_special,
                     std::vector<TokenId>& out) const;
+    void encode_bpe(std::string_view text, bool add_bos, bool parse_special,
+                    std::vector<TokenId>& out) const;
 
     std::shared_ptr<const Vocab> vocab_;
+    std::shared_ptr<const BpeEncoder> bpe_;  // set for byte-level BPE (model "gpt2")
     // Control, user-defined and unknown tokens, longest text first: matched before splitting.
     std::vector<TokenId> special_tokens_;
     // Byte-fallback token per byte value ("<0xXX>", else the one-byte piece), -1 if absent.
