@@ -15,8 +15,8 @@ namespace {
 
 using T = TensorType;
 
-std::array<TypeTraits, kTensorTypeCount> make_table() {
-    std::array<TypeTraits, kTensorTypeCount> t{};
+TraitsTable make_table() {
+    TraitsTable t{};
     auto row = [&](T type) -> TypeTraits& { return t[size_t(type)]; };
 
     row(T::F32) = {"f32", 1, 4, false, ref::f32_to_float, ref::f32_from_float, nullptr, ref::f32_vec_dot, T::F32};
@@ -73,13 +73,13 @@ const TypeTraits kUnknown{};
 
 }  // namespace
 
-std::array<TypeTraits, kTensorTypeCount>& traits_table() {
-    static std::array<TypeTraits, kTensorTypeCount> table = make_table();
+const TraitsTable& reference_table() {
+    static const TraitsTable table = make_table();
     return table;
 }
 
 const TypeTraits& traits(uint32_t type_id) {
-    return type_id < kTensorTypeCount ? traits_table()[type_id] : kUnknown;
+    return type_id < kTensorTypeCount ? active_table()[type_id] : kUnknown;
 }
 
 const TypeTraits& traits(TensorType type) { return traits(uint32_t(type)); }

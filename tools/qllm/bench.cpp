@@ -1,0 +1,215 @@
+// qllm bench: llama-bench's two tests, ppP (one forward pass over P prompt tokens) and tgN
+// (N single-token steps from an empty cache), as mean ± sd tokens/s over -r repetitions.
+// Token generation is also reported as weight bandwidth and a fraction of the machine's.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "kernels/cpu.h"
+#include "model/context.h"
+#include "qllm/error.h"
+
+namespace qllm::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchOptions {
+    std::string models;
+    std::string prompt_sizes = "512";
+    std::string gen_sizes = "128";
+    std::string threads;
+    int repetitions = 5;
+    std::string output = "md";
+};
+
+struct Row {
+    std::string model, type, test;
+    double size_gib = 0, params = 0, bpw = 0;
+    int threads = 0;
+    double mean = 0, sd = 0;       // tokens/s
+    double gbps = 0, bw_frac = 0;  // tg only
+};
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    for (std::string item; std::getline(ss, item, ',');) {
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
+
+std::vector<int> split_ints(const std::string& s, const char* flag) {
+    std::vector<int> out;
+    for (const auto& item : split(s)) {
+        try {
+            size_t used = 0;
+            const int v = std::stoi(item, &used);
+            if (used != item.size() || v < 0) throw std::invalid_argument(item);
+            out.push_back(v);
+        } catch (const std::exception&) {
+            fail("{}: '{}' is not a non-negative integer", flag, item);
+        }
+    }
+    return out;
+}
+
+// Read bandwidth of this machine: the best of three passes summing a 512 MiB buffer.
+double measure_read_bandwidth_gbps() {
+    const size_t n = (512ull << 20) / sizeof(uint64_t);
+    std::vector<uint64_t> buffer(n, 1);
+    double best = 0;
+    for (int pass = 0; pass < 3; ++pass) {
+        const auto t0 = Clock::now();
+        uint64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+        for (size_t i = 0; i < n; ++i) sum += buffer[i];
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (sum != n) fail("bandwidth probe miscounted");
+        best = std::max(best, double(n * sizeof(uint64_t)) / s / 1e9);
+    }
+    return best;
+}
+
+std::pair<double, double> mean_sd(const std::vector<double>& v) {
+    const double mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+    double var = 0;
+    for (double x : v) var += (x - mean) * (x - mean);
+    return {mean, v.size() > 1 ? std::sqrt(var / double(v.size() - 1)) : 0.0};
+}
+
+// Tokens/s of each repetition (after one warm-up run) of either test.
+std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int reps) {
+    const int64_t n_vocab = model.hparams().n_vocab;
+    std::vector<TokenId> tokens(size_t(std::max(n_prompt, 1)));
+    uint64_t state = 12345;
+    for (auto& t : tokens) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        t = TokenId((state >> 33) % uint64_t(n_vocab));
+    }
+    Context ctx(model, std::max(n_prompt, n_gen) + 1);
+    std::vector<double> rates;
+    for (int rep = -1; rep < reps; ++rep) {
+        ctx.reset();
+        const auto t0 = Clock::now();
+        if (n_prompt > 0) {
+            ctx.eval(std::span(tokens).first(size_t(n_prompt)), false);
+        } else {
+            for (int i = 0; i < n_gen; ++i) ctx.eval(std::span(&tokens[size_t(i) % tokens.size()], 1), false);
+        }
+        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (rep >= 0) rates.push_back(double(n_prompt > 0 ? n_prompt : n_gen) / s);
+        if (interrupted()) fail("interrupted");
+    }
+    return rates;
+}
+
+void print_rows(const std::vector<Row>& rows, const std::string& format, double bandwidth) {
+    const std::string isa(isa_name(active_isa()));
+    if (format == "json" || format == "jsonl") {
+        nlohmann::ordered_json all = nlohmann::ordered_json::array();
+        for (const auto& r : rows) {
+            nlohmann::ordered_json j = {{"model", r.model},   {"type", r.type},       {"size_gib", r.size_gib},
+                                        {"params", r.params}, {"bpw", r.bpw},         {"threads", r.threads},
+                                        {"isa", isa},         {"test", r.test},       {"tokens_per_s", r.mean},
+                                        {"tokens_per_s_sd", r.sd}, {"machine_read_gbps", bandwidth}};
+            if (r.gbps > 0) {
+                j["weights_gbps"] = r.gbps;
+                j["bandwidth_fraction"] = r.bw_frac;
+            }
+            if (format == "jsonl") fmt::print("{}\n", j.dump());
+            all.push_back(j);
+        }
+        if (format == "json") fmt::print("{}\n", all.dump(2));
+        return;
+    }
+    if (format == "csv") {
+        fmt::print("model,type,size_gib,params,bpw,threads,isa,test,tokens_per_s,tokens_per_s_sd,weights_gbps,bandwidth_fraction\n");
+        for (const auto& r : rows) {
+            fmt::print("\"{}\",{},{:.4f},{:.0f},{:.3f},{},{},{},{:.3f},{:.3f},{:.3f},{:.4f}\n", r.model, r.type, r.size_gib,
+                       r.params, r.bpw, r.threads, isa, r.test, r.mean, r.sd, r.gbps, r.bw_frac);
+        }
+        return;
+    }
+    fmt::print("machine read bandwidth: {:.1f} GB/s\n\n", bandwidth);
+    fmt::print("| model | type | size | params | bpw | threads | isa | test | t/s | GB/s | % bw |\n");
+    fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|\n");
+    for (const auto& r : rows) {
+        const std::string bw = r.gbps > 0 ? fmt::format("{:.1f} | {:.0f}%", r.gbps, 100 * r.bw_frac) : " | ";
+        fmt::print("| {} | {} | {:.2f} GiB | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |\n", r.model, r.type,
+                   r.size_gib, r.params / 1e6, r.bpw, r.threads, isa, r.test, r.mean, r.sd, bw);
+    }
+}
+
+int bench(const BenchOptions& opt) {
+    static const std::vector<std::string> formats = {"md", "csv", "json", "jsonl"};
+    if (std::find(formats.begin(), formats.end(), opt.output) == formats.end()) {
+        fail("-o must be md, csv, json or jsonl (got '{}')", opt.output);
+    }
+    if (opt.repetitions < 1) fail("-r must be at least 1");
+    const auto models = split(opt.models);
+    if (models.empty()) fail("bench needs -m MODEL[,MODEL...]");
+    const auto prompts = split_ints(opt.prompt_sizes, "-p");
+    const auto gens = split_ints(opt.gen_sizes, "-n");
+    auto threads = opt.threads.empty() ? std::vector<int>{default_threads()} : split_ints(opt.threads, "-t");
+    install_interrupt_handler();
+
+    fmt::print(stderr, "qllm: measuring memory read bandwidth...\n");
+    const double bandwidth = measure_read_bandwidth_gbps();
+    std::vector<Row> rows;
+    for (const auto& path : models) {
+        auto model = Model::load(path);
+        uint64_t params = 0, bytes = 0;
+        for (const auto& t : model->file().tensors()) {
+            params += uint64_t(t.n_elements());
+            bytes += t.size;
+        }
+        for (int t : threads) {
+            set_threads(t);
+            auto add = [&](int n_prompt, int n_gen) {
+                Row r;
+                r.model = model->file().get_string_or("general.name", path);
+                r.type = file_type_name(model->hparams().file_type);
+                r.size_gib = double(bytes) / double(1ull << 30);
+                r.params = double(params);
+                r.bpw = 8.0 * double(bytes) / double(params);
+                r.threads = t;
+                r.test = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
+                fmt::print(stderr, "qllm: {} {} t={}...\n", path, r.test, t);
+                std::tie(r.mean, r.sd) = mean_sd(time_test(*model, n_prompt, n_gen, opt.repetitions));
+                if (n_prompt == 0) {
+                    r.gbps = r.mean * double(bytes) / 1e9;  // every weight is read once per token
+                    r.bw_frac = r.gbps / bandwidth;
+                }
+                rows.push_back(r);
+            };
+            for (int p : prompts) if (p > 0) add(p, 0);
+            for (int n : gens) if (n > 0) add(0, n);
+        }
+    }
+    print_rows(rows, opt.output, bandwidth);
+    return 0;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app, Action& action) {
+    auto opt = std::make_shared<BenchOptions>();
+    CLI::App* cmd = app.add_subcommand("bench", "Measure prompt and generation speed (tokens/s)");
+    cmd->add_option("-m,--model", opt->models, "GGUF model file(s), comma-separated");
+    cmd->add_option("-p,--n-prompt", opt->prompt_sizes, "prompt sizes, comma-separated")->capture_default_str();
+    cmd->add_option("-n,--n-gen", opt->gen_sizes, "generation lengths, comma-separated")->capture_default_str();
+    cmd->add_option("-r,--repetitions", opt->repetitions, "repetitions of each test")->capture_default_str();
+    cmd->add_option("-t,--threads", opt->threads, "thread counts, comma-separated (default: physical cores)");
+    cmd->add_option("-o,--output", opt->output, "output format: md, csv, json, jsonl")->capture_default_str();
+    cmd->callback([&action, opt] { action = [opt] { return bench(*opt); }; });
+}
+
+}  // namespace qllm::cli
