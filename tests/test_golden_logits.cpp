@@ -18,6 +18,9 @@ struct LogitsCase {
 
 std::string path_name(const testing::TestParamInfo<std::string>& info);
 
+// Lets GoogleTest name a case without dumping its bytes.
+[[maybe_unused]] void PrintTo(const LogitsCase& c, std::ostream* os) { *os << c.model; }
+
 std::string case_name(const testing::TestParamInfo<LogitsCase>& info) {
     std::string s = info.param.model;
     for (char& c : s) if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';

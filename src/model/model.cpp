@@ -74,6 +74,8 @@ Hparams read_hparams(const gguf::File& f, const Architecture& arch) {
     if (!positive(hp.rope_base) || !positive(hp.rms_eps) || !positive(hp.rope_freq_scale)) {
         fail("{}: rope.freq_base, rms epsilon and rope scale must be positive finite numbers", f.path());
     }
+    // Not a hyperparameter, but `info` prints it: a wrong type must fail here, before any output.
+    f.get_string_or("general.name", "");
     hp.file_type = f.has("general.file_type") ? uint32_t(f.get_count("general.file_type")) : guess_file_type(f);
     return hp;
 }
@@ -153,9 +155,25 @@ Weights find_weights(const gguf::File& f, const Hparams& hp, bool need_kernels) 
     return w;
 }
 
+// Errors are printed as one line, but they quote keys, tensor names and token texts taken from
+// the file: spell out their control characters so a "\n" in a name cannot split the line.
+std::string one_line(std::string_view text) {
+    std::string out;
+    for (const char c : text) {
+        const auto b = static_cast<unsigned char>(c);
+        if (b == '\n') out += "\\n";
+        else if (b == '\r') out += "\\r";
+        else if (b == '\t') out += "\\t";
+        else if (b < 0x20 || b == 0x7F) out += fmt::format("\\x{:02X}", b);
+        else out += c;
+    }
+    return out;
+}
+
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) {
+// A function-try-block: every load error leaves through one_line().
+std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) try {
     auto model = std::unique_ptr<Model>(new Model());
     model->file_ = std::make_unique<gguf::File>(path);
     const gguf::File& f = *model->file_;
@@ -173,6 +191,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) {
     }
     model->weights_ = find_weights(f, model->hparams_, mode == Mode::Full);
     return model;
+} catch (const Error& e) {
+    throw Error(one_line(e.what()));
 }
 
 }  // namespace qllm

@@ -25,9 +25,7 @@ std::array<std::atomic<const char*>, kMaxPending> g_pending{};
 std::array<std::string, kMaxPending> g_pending_storage;
 
 extern "C" void remove_pending_and_reraise(int sig) {
-    for (auto& slot : g_pending) {
-        if (const char* p = slot.load()) ::unlink(p);
-    }
+    remove_pending_outputs();
     std::signal(sig, SIG_DFL);
     std::raise(sig);
 }
@@ -59,6 +57,12 @@ void unregister_pending(int slot) {
 }
 
 }  // namespace
+
+void remove_pending_outputs() {
+    for (auto& slot : g_pending) {
+        if (const char* p = slot.load()) ::unlink(p);
+    }
+}
 
 OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     namespace fs = std::filesystem;

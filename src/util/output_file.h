@@ -31,6 +31,10 @@ private:
     uint64_t written_ = 0;
 };
 
+// Removes every temporary output file still in progress. Async-signal-safe: for a signal
+// handler that leaves the process at once.
+void remove_pending_outputs();
+
 // Refuses (qllm::Error) when `output` names the same file as `input`, following links.
 void check_not_same_file(const std::string& input, const std::string& output);
 

@@ -16,6 +16,8 @@ void add_logits(CLI::App& app, Action& action);
 void add_info(CLI::App& app, Action& action);
 void add_tokenize(CLI::App& app, Action& action);
 void add_synth(CLI::App& app, Action& action);
+void add_quantize(CLI::App& app, Action& action);
+void add_bench(CLI::App& app, Action& action);
 
 // Shared helpers (tools/qllm/common.cpp).
 int default_threads();                       // physical cores

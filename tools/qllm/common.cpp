@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "qllm/error.h"
+#include "util/output_file.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -21,7 +22,10 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 
 extern "C" void on_interrupt(int) {
-    if (g_interrupted.exchange(true)) std::_Exit(130);  // a second Ctrl-C leaves at once
+    if (g_interrupted.exchange(true)) {  // a second Ctrl-C leaves at once, leaving no partial file
+        remove_pending_outputs();
+        std::_Exit(130);
+    }
 }
 
 // Offset of the first byte that is not part of valid UTF-8, or npos.

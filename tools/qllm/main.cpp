@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
     qllm::cli::add_info(app, action);
     qllm::cli::add_tokenize(app, action);
     qllm::cli::add_synth(app, action);
+    qllm::cli::add_quantize(app, action);
+    qllm::cli::add_bench(app, action);
 
     try {
         app.parse(argc, argv);

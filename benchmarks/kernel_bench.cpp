@@ -1,0 +1,146 @@
+// Kernel throughput per weight format and ISA: a matrix-vector product over 4096x4096 and
+// 11008x4096 weights (GB/s of weight bytes read, and the fraction of the machine's measured
+// read bandwidth), and a 4096x4096 x 512-token product (GOP/s, one multiply-add = 2 ops).
+// Every benchmark first checks its result against the scalar reference, then times.
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu.h"
+
+namespace qllm {
+namespace {
+
+double g_read_bandwidth = 0;  // bytes/s, measured once in main()
+
+double measure_read_bandwidth() {
+    const size_t n = (1ull << 30) / sizeof(uint64_t);
+    std::vector<uint64_t> buffer(n, 1);
+    double best = 0;
+    for (int pass = 0; pass < 3; ++pass) {
+        const auto t0 = std::chrono::steady_clock::now();
+        uint64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+        for (size_t i = 0; i < n; ++i) sum += buffer[i];
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        benchmark::DoNotOptimize(sum);
+        best = std::max(best, double(n * sizeof(uint64_t)) / s);
+    }
+    return best;
+}
+
+struct Problem {
+    std::vector<uint8_t> weights;      // rows x cols in the weight format
+    std::vector<uint8_t> activations;  // tokens x cols in the partner format
+    int64_t rows, cols, tokens;
+    size_t w_row, a_row;
+};
+
+// Random gaussian weights and activations, quantized with the reference kernels.
+Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t tokens) {
+    const TypeTraits& ref = reference_table()[size_t(type)];
+    const TypeTraits& act = reference_table()[size_t(ref.vec_dot_type)];
+    Problem p{{}, {}, rows, cols, tokens, ref.row_size(cols), act.row_size(cols)};
+    std::mt19937 rng(42);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> row(static_cast<size_t>(cols));
+    p.weights.resize(p.w_row * size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+        for (float& v : row) v = dist(rng);
+        ref.from_float(row.data(), p.weights.data() + size_t(r) * p.w_row, cols);
+    }
+    p.activations.resize(p.a_row * size_t(tokens));
+    for (int64_t t = 0; t < tokens; ++t) {
+        for (float& v : row) v = dist(rng);
+        act.from_float(row.data(), p.activations.data() + size_t(t) * p.a_row, cols);
+    }
+    return p;
+}
+
+void multiply(const TypeTraits& k, const Problem& p, std::vector<float>& out) {
+    out.resize(size_t(p.rows * p.tokens));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < p.rows; ++r) {
+        for (int64_t t = 0; t < p.tokens; ++t) {
+            out[size_t(t * p.rows + r)] =
+                k.vec_dot(p.cols, p.weights.data() + size_t(r) * p.w_row, p.activations.data() + size_t(t) * p.a_row);
+        }
+    }
+}
+
+bool matches_reference(TensorType type, const TypeTraits& k, const Problem& p, std::string& why) {
+    std::vector<float> ours, ref;
+    multiply(k, p, ours);
+    multiply(reference_table()[size_t(type)], p, ref);
+    for (size_t i = 0; i < ours.size(); ++i) {
+        if (!(std::fabs(ours[i] - ref[i]) <= 1e-3f * std::max(1.0f, std::fabs(ref[i])))) {
+            why = "result " + std::to_string(i) + ": " + std::to_string(ours[i]) + " vs reference " + std::to_string(ref[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+void run(benchmark::State& state, Isa isa, TensorType type, int64_t rows, int64_t cols, int64_t tokens) {
+    const TypeTraits& k = kernels_for(isa)[size_t(type)];
+    const Problem p = make_problem(type, rows, cols, tokens);
+    std::string why;
+    if (!matches_reference(type, k, p, why)) {
+        state.SkipWithError(("wrong result: " + why).c_str());
+        return;
+    }
+    std::vector<float> out;
+    for (auto _ : state) {
+        multiply(k, p, out);
+        benchmark::DoNotOptimize(out.data());
+    }
+    const double bytes = double(p.weights.size()) * double(state.iterations());
+    state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+    if (tokens == 1) {
+        state.counters["bw_frac"] =
+            benchmark::Counter(bytes / g_read_bandwidth, benchmark::Counter::kIsRate);
+    } else {
+        state.counters["GOP/s"] = benchmark::Counter(2.0 * double(rows * cols * tokens) * double(state.iterations()) / 1e9,
+                                                     benchmark::Counter::kIsRate);
+    }
+}
+
+void register_all() {
+    const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
+                                  TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL,
+                                  TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+                                  TensorType::Q6_K};
+    struct Shape { int64_t rows, cols, tokens; };
+    const Shape shapes[] = {{4096, 4096, 1}, {11008, 4096, 1}, {4096, 4096, 512}};
+    for (Isa isa : supported_isas()) {
+        for (TensorType type : formats) {
+            for (const Shape& s : shapes) {
+                const std::string name = std::string(isa_name(isa)) + "/" + std::string(type_name(type)) + "/" +
+                                         std::to_string(s.rows) + "x" + std::to_string(s.cols) + "x" +
+                                         std::to_string(s.tokens);
+                benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run(st, isa, type, s.rows, s.cols, s.tokens); })
+                    ->Unit(benchmark::kMillisecond)
+                    ->UseRealTime()
+                    ->MinTime(s.tokens > 1 ? 2.0 : 0.5);
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace qllm
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    qllm::g_read_bandwidth = qllm::measure_read_bandwidth();
+    std::fprintf(stderr, "machine read bandwidth: %.1f GB/s\n", qllm::g_read_bandwidth / 1e9);
+    qllm::register_all();
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
