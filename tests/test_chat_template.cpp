@@ -1,7 +1,9 @@
 // Chat templates: built-in families and the models' Jinja templates against the llama.cpp
 // renderings in ../shared/golden/chat/templates.json, and the Jinja interpreter on small
 // hand-written templates.
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -272,6 +274,8 @@ TEST(JinjaExpressions, Arithmetic) {
     EXPECT_EQ(render("{{ 'a' + 'b' }} {{ 'x' * 3 }} {{ [1] + [2] }} {{ 'n' ~ 1 ~ none }}"), "ab xxx [1, 2] n1None");
     EXPECT_NE(render_error("{{ 'a' + 1 }}").find("unsupported operand"), std::string::npos);
     EXPECT_NE(render_error("{{ 1 / 0 }}").find("division by zero"), std::string::npos);
+    EXPECT_NE(render_error("{{ 9223372036854775807 + 1 }}").find("integer overflow"), std::string::npos);
+    EXPECT_NE(render_error("{{ 'x' * 100000000000 }}").find("too large"), std::string::npos);
 }
 
 TEST(JinjaExpressions, ComparisonsLogicAndMembership) {
@@ -350,6 +354,8 @@ TEST(JinjaFilters, StringsAndSequences) {
               "3 5 2 1 3 1, 2, 3");
     EXPECT_EQ(render("{{ d | items | list }}", kVars), "[['a', 1], ['b', 'two']]");  // tuples print as lists
     EXPECT_EQ(render("{{ missing | default('dflt') }}|{{ '' | default('e', true) }}|{{ '' | default('e') }}|{{ none | d('n') }}"), "dflt|e||None");
+    EXPECT_EQ(render("[{{ missing | trim }}][{{ missing | length }}][{{ missing | map('upper') | list }}][{{ missing | join(',') }}]"), "[][0][[]][]");
+    EXPECT_NE(render_error("{{ missing | tojson }}").find("'missing' is undefined"), std::string::npos);
     EXPECT_EQ(render("{{ 'hello world' | capitalize }}|{{ 'hello big-world' | title }}|{{ 'a\nb\n\nc' | indent(2) }}|{{ '3' | int + 1 }}|{{ 2.567 | round(2) }}"),
               "Hello world|Hello Big-World|a\n  b\n\n  c|4|2.57");
     EXPECT_EQ(render("{{ xs | reverse | list }} {{ ['b', 'A', 'c'] | sort }} {{ [1, 2, 2, 1] | unique | list }} {{ xs | sum }} {{ xs | max }}", kVars),
@@ -661,7 +667,6 @@ TEST(JinjaOfficial, Gemma3MatchesBuiltinGemma) {
     EXPECT_EQ(tmpl.family(), "gemma");
     EXPECT_EQ(tmpl.render(golden_conversation(golden), params), golden["builtin"]["gemma"].get<std::string>());
     // Gemma 3 itself insists on alternating roles.
-    std::vector<ChatMessage> two_users = {{"user", "a"}, {"user", "b"}};
     EXPECT_THROW(qllm::jinja::Template(kGemma3Template).render(to_value(Json{{"messages", {{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}}}}).as_dict()),
                  qllm::jinja::RaisedException);
 }

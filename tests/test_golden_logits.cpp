@@ -71,6 +71,17 @@ INSTANTIATE_TEST_SUITE_P(
                     LogitsCase{"synth-b-f32/BF16.gguf", "synth-b-f32/BF16.logits", 1e-5}),
     case_name);
 
+// Other architectures (synthetic weights, short sliding windows so that windowing matters).
+INSTANTIATE_TEST_SUITE_P(
+    Architectures, GoldenLogits,
+    testing::Values(LogitsCase{"arch-llama31/base.gguf", "arch-llama31/F32.logits", 1e-6},
+                    LogitsCase{"arch-qwen2/base.gguf", "arch-qwen2/F32.logits", 1e-6},
+                    LogitsCase{"arch-qwen3/base.gguf", "arch-qwen3/F32.logits", 1e-6},
+                    LogitsCase{"arch-phi3/base.gguf", "arch-phi3/F32.logits", 1e-6},
+                    LogitsCase{"arch-gemma2/base.gguf", "arch-gemma2/F32.logits", 1e-6},
+                    LogitsCase{"arch-gemma3/base.gguf", "arch-gemma3/F32.logits", 1e-5}),
+    case_name);
+
 // Quantized files: with F = the model's F32 logits, R = the reference's logits on this file and
 // Y = ours, we must be no less accurate than the reference (KL(F||Y) <= 1.05 KL(F||R) + 1e-6)
 // and closer to it than the quantization error itself (KL(R||Y) <= KL(F||R)).
@@ -107,6 +118,10 @@ std::vector<std::string> quantized_cases() {
             out.push_back(std::string(model) + "/" + ftype);
         }
     }
+    for (const char* arch : {"llama31", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"}) {
+        out.push_back(std::string("arch-") + arch + "/Q8_0");
+        out.push_back(std::string("arch-") + arch + "/Q4_K_M");
+    }
     return out;
 }
 
@@ -122,7 +137,10 @@ INSTANTIATE_TEST_SUITE_P(QuantizedModels, GoldenQuantized, testing::ValuesIn(qua
 class GoldenGreedy : public testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenGreedy, SameTokens) {
-    const auto model_path = shared_dir() / "golden" / (GetParam() + ".gguf");
+    // "arch-x/F32" names the base model of an architecture and its F32 greedy file.
+    const bool arch_base = GetParam().rfind("arch-", 0) == 0 && GetParam().ends_with("/F32");
+    const std::string dir = GetParam().substr(0, GetParam().find('/'));
+    const auto model_path = shared_dir() / "golden" / (arch_base ? dir + "/base.gguf" : GetParam() + ".gguf");
     const auto greedy_path = shared_dir() / "golden" / (GetParam() + ".greedy.txt");
     QLLM_REQUIRE_SHARED(model_path);
     QLLM_REQUIRE_SHARED(greedy_path);
@@ -152,6 +170,10 @@ INSTANTIATE_TEST_SUITE_P(FloatModels, GoldenGreedy,
 INSTANTIATE_TEST_SUITE_P(QuantizedModels, GoldenGreedy,
                          testing::Values("stories260K/Q4_K_M", "stories260K/Q6_K", "stories260K/Q2_K",
                                          "synth-b-f32/Q2_K", "synth-b-f32/Q4_K_M", "synth-b-f32/Q6_K"),
+                         path_name);
+INSTANTIATE_TEST_SUITE_P(Architectures, GoldenGreedy,
+                         testing::Values("arch-llama31/F32", "arch-qwen2/F32", "arch-qwen3/F32", "arch-phi3/F32",
+                                         "arch-gemma2/F32", "arch-gemma3/F32"),
                          path_name);
 
 }  // namespace

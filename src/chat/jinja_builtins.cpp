@@ -231,7 +231,7 @@ Value string_method(const std::string& s, const std::string& name) {
          }},
     };
     auto it = methods.find(name);
-    if (it == methods.end()) return Value::undefined("'str object' has no attribute '" + name + "'");
+    if (it == methods.end()) return Value::undefined(fmt::format("'str object' has no attribute '{}'", name));
     Fn fn = it->second;
     return Value::function("str." + name, [s, fn](const Arguments& a) { return fn(s, a); });
 }
@@ -631,10 +631,10 @@ Value apply_filter(const std::string& name, const Value& input, const Arguments&
     const std::string& real = alias == filter_aliases().end() ? name : alias->second;
     auto it = filters().find(real);
     if (it == filters().end()) fail("no filter named '{}'", name);
-    bool accepts_undefined = real == "default" || real == "length" || real == "items" || real == "string" ||
-                             real == "trim" || real == "lower" || real == "upper" || real == "safe" || real == "list" ||
-                             real == "first" || real == "last" || real == "join" || real == "capitalize" || real == "title";
-    if (input.is_undefined() && !accepts_undefined) undefined_error(input);
+    // Undefined acts as "" or [] in most filters, as in Jinja; these need a real value.
+    bool needs_defined = real == "abs" || real == "round" || real == "tojson" || real == "dictsort" || real == "attr" ||
+                         real == "int" || real == "float" || real == "indent";
+    if (input.is_undefined() && needs_defined) undefined_error(input);
     return it->second(input, args);
 }
 
@@ -655,10 +655,10 @@ Value get_attribute(const Value& object, const std::string& name) {
                 if (!method.is_undefined()) return method;
             }
             if (const Value* found = object.as_dict().find(name)) return *found;
-            return Value::undefined("'" + object.type_name() + " object' has no attribute '" + name + "'");
+            return Value::undefined(fmt::format("'{} object' has no attribute '{}'", object.type_name(), name));
         }
         case Value::Kind::String: return string_method(object.as_string(), name);
-        default: return Value::undefined("'" + object.type_name() + " object' has no attribute '" + name + "'");
+        default: return Value::undefined(fmt::format("'{} object' has no attribute '{}'", object.type_name(), name));
     }
 }
 
@@ -669,14 +669,14 @@ Value get_item(const Value& object, const Value& key) {
         const std::vector<Value>& items = object.is_list() ? object.as_list() : (code_points = iterate(object));
         int64_t n = static_cast<int64_t>(items.size());
         int64_t i = key.as_int() < 0 ? key.as_int() + n : key.as_int();
-        if (i < 0 || i >= n) return Value::undefined("'" + object.type_name() + " object' has no element " + key.repr());
+        if (i < 0 || i >= n) return Value::undefined(fmt::format("'{} object' has no element {}", object.type_name(), key.repr()));
         return items[static_cast<size_t>(i)];
     }
     if (object.is_dict() && key.is_string()) {
         if (const Value* found = object.as_dict().find(key.as_string())) return *found;
     }
     if (key.is_string()) return get_attribute(object, key.as_string());  // Jinja falls back to getattr
-    return Value::undefined("'" + object.type_name() + " object' has no item " + key.repr());
+    return Value::undefined(fmt::format("'{} object' has no item {}", object.type_name(), key.repr()));
 }
 
 Value get_slice(const Value& object, const Value* start, const Value* stop, const Value* step) {

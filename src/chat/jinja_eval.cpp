@@ -1,6 +1,9 @@
 // Jinja evaluator: walks the statement tree with Jinja's scoping (a for loop or macro body has
 // its own variables; if-blocks do not) and Python's operator semantics.
+#include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 #include <unordered_map>
 
@@ -41,6 +44,44 @@ struct RaiseSignal : Error {
     fail("{}", v.undefined_hint().empty() ? std::string("value is undefined") : v.undefined_hint());
 }
 
+// Integers are 64-bit here (Python's are unbounded): overflow is an error, not wraparound.
+template <typename Op>
+int64_t checked(Op overflowing_op, int64_t x, int64_t y) {
+    int64_t result = 0;
+    if (overflowing_op(x, y, &result)) fail("integer overflow");
+    return result;
+}
+constexpr auto add = [](int64_t x, int64_t y, int64_t* r) { return __builtin_add_overflow(x, y, r); };
+constexpr auto sub = [](int64_t x, int64_t y, int64_t* r) { return __builtin_sub_overflow(x, y, r); };
+constexpr auto mul = [](int64_t x, int64_t y, int64_t* r) { return __builtin_mul_overflow(x, y, r); };
+
+Value integer_arithmetic(const std::string& op, int64_t x, int64_t y) {
+    if (op == "+") return Value(checked(add, x, y));
+    if (op == "-") return Value(checked(sub, x, y));
+    if (op == "*") return Value(checked(mul, x, y));
+    if (op == "**") {
+        if (y < 0) return Value(std::pow(static_cast<double>(x), static_cast<double>(y)));
+        int64_t result = 1;
+        for (int64_t base = x; y > 0; y >>= 1) {  // square-and-multiply
+            if (y & 1) result = checked(mul, result, base);
+            if (y > 1) base = checked(mul, base, base);
+        }
+        return Value(result);
+    }
+    if (y == 0) fail("division by zero");
+    if (op == "/") return Value(static_cast<double>(x) / static_cast<double>(y));
+    if (x == INT64_MIN && y == -1) fail("integer overflow");
+    // Python rounds // toward negative infinity, and % takes the sign of the divisor.
+    int64_t quotient = x / y, remainder = x % y;
+    if (remainder != 0 && ((remainder < 0) != (y < 0))) {
+        --quotient;
+        remainder += y;
+    }
+    if (op == "//") return Value(quotient);
+    if (op == "%") return Value(remainder);
+    fail("unsupported operator {}", op);
+}
+
 Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     if (a.is_undefined()) undefined_error(a);
     if (b.is_undefined()) undefined_error(b);
@@ -48,33 +89,16 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
         fail("unsupported operand type(s) for {}: '{}' and '{}'", op, a.type_name(), b.type_name());
     };
     if (a.is_number() && b.is_number()) {
-        bool as_float = a.is_float() || b.is_float();
+        if (!a.is_float() && !b.is_float()) return integer_arithmetic(op, a.as_int(), b.as_int());
         double x = a.as_double(), y = b.as_double();
-        if (op == "+") return as_float ? Value(x + y) : Value(a.as_int() + b.as_int());
-        if (op == "-") return as_float ? Value(x - y) : Value(a.as_int() - b.as_int());
-        if (op == "*") return as_float ? Value(x * y) : Value(a.as_int() * b.as_int());
-        if (op == "**") {
-            if (!as_float && b.as_int() >= 0) {
-                int64_t r = 1;
-                for (int64_t i = 0; i < b.as_int(); ++i) r *= a.as_int();
-                return Value(r);
-            }
-            return Value(std::pow(x, y));
-        }
-        if (y == 0) fail("division by zero");
+        if (op == "+") return Value(x + y);
+        if (op == "-") return Value(x - y);
+        if (op == "*") return Value(x * y);
+        if (op == "**") return Value(std::pow(x, y));
+        if (y == 0) fail("float division by zero");
         if (op == "/") return Value(x / y);
-        if (op == "//") {
-            if (as_float) return Value(std::floor(x / y));
-            int64_t q = a.as_int() / b.as_int();
-            if ((a.as_int() % b.as_int() != 0) && ((a.as_int() < 0) != (b.as_int() < 0))) --q;
-            return Value(q);
-        }
-        if (op == "%") {
-            if (as_float) return Value(x - y * std::floor(x / y));
-            int64_t r = a.as_int() % b.as_int();
-            if (r != 0 && ((r < 0) != (b.as_int() < 0))) r += b.as_int();
-            return Value(r);
-        }
+        if (op == "//") return Value(std::floor(x / y));
+        if (op == "%") return Value(x - y * std::floor(x / y));
         return unsupported();
     }
     if (op == "+" && a.is_string() && b.is_string()) return Value(a.as_string() + b.as_string());
@@ -84,16 +108,21 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
         return Value(joined);
     }
     if (op == "*" && (a.is_string() || a.is_list()) && b.is_number() && !b.is_float()) {
+        // Repetition: bounded, so that a template cannot ask for terabytes.
+        constexpr size_t kMaxRepeatedElements = size_t{1} << 26;
+        size_t unit = a.is_string() ? a.as_string().size() : a.as_list().size();
+        int64_t times = std::max<int64_t>(b.as_int(), 0);
+        if (unit != 0 && static_cast<uint64_t>(times) > kMaxRepeatedElements / unit) fail("repetition result too large");
         if (a.is_string()) {
             std::string out;
-            for (int64_t i = 0; i < b.as_int(); ++i) out += a.as_string();
+            for (int64_t i = 0; i < times; ++i) out += a.as_string();
             return Value(out);
         }
         ValueList out;
-        for (int64_t i = 0; i < b.as_int(); ++i) out.insert(out.end(), a.as_list().begin(), a.as_list().end());
+        for (int64_t i = 0; i < times; ++i) out.insert(out.end(), a.as_list().begin(), a.as_list().end());
         return Value(out);
     }
-    if (op == "*" && b.is_string() && a.is_number()) return arithmetic(op, b, a);
+    if (op == "*" && (b.is_string() || b.is_list()) && a.is_number()) return arithmetic(op, b, a);
     return unsupported();
 }
 
@@ -290,7 +319,7 @@ private:
                 for (size_t i = 0; i < node.params.size(); ++i) {
                     const auto& [name, default_value] = node.params[i];
                     const Value* passed = args.get(i, name);
-                    macro_scope.vars[name] = passed ? *passed : default_value ? eval(*default_value) : Value::undefined("'" + name + "' is undefined");
+                    macro_scope.vars[name] = passed ? *passed : default_value ? eval(*default_value) : Value::undefined(fmt::format("'{}' is undefined", name));
                 }
                 for (const auto& [name, value] : args.named) {
                     if (name == "caller") macro_scope.vars["caller"] = value;
@@ -333,7 +362,7 @@ private:
             case Expr::Kind::Literal: return e.literal;
             case Expr::Kind::Variable: {
                 const Value* v = scope_->lookup(e.name);
-                return v ? *v : Value::undefined("'" + e.name + "' is undefined");
+                return v ? *v : Value::undefined(fmt::format("'{}' is undefined", e.name));
             }
             case Expr::Kind::ListLit: {
                 ValueList items;

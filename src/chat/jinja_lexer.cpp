@@ -102,7 +102,8 @@ private:
     void lex_raw() {
         size_t close = src_.find("%}", pos_);
         if (close == std::string::npos) error("unterminated raw tag");
-        set_after(src_[close - 1] == '-' || src_[close - 1] == '+' ? src_[close - 1] : 0);
+        // Jinja applies no trim_blocks after `{% raw %}`: only `-%}` strips there.
+        after_ = src_[close - 1] == '-' ? AfterTag::StripAll : AfterTag::Keep;
         advance_to(close + 2);
         // Find "{%[-+]? endraw [-+]?%}".
         for (size_t search = pos_;;) {

@@ -66,7 +66,7 @@ private:
             case TokenType::BlockEnd: return "'%}'";
             case TokenType::End: return "end of template";
             case TokenType::String: return "string literal";
-            default: return "'" + t.text + "'";
+            default: return fmt::format("'{}'", t.text);
         }
     }
 

@@ -43,6 +43,8 @@ ChatTemplate::ChatTemplate(const std::string& name_or_source) {
         family_ = name_or_source;
         return;
     }
+    if (name_or_source.empty())
+        fail("no chat template given; choose a built-in format with --chat-template NAME ({})", known_names());
     if (!looks_like_jinja(name_or_source))
         fail("unknown chat template '{}'; built-in templates: {}", name_or_source, known_names());
     source_ = name_or_source;

@@ -20,18 +20,36 @@ void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_ro
 // the weight type's vec_dot partner (f16 for F16, q8_0 for Q4_0, ...), as the reference does.
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, std::vector<uint8_t>& scratch);
 
+struct RopeParams {
+    int64_t n_rot;
+    float base;
+    float freq_scale;
+    RopeStyle style;
+    const float* freq_factors;  // per rotary pair, theta is divided by it; may be null
+};
+
 // Rotary position embedding in place on x (n_heads, head_dim) at position pos.
-void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, int64_t pos, float base, float freq_scale,
-          RopeStyle style);
+void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeParams& p);
+
+struct AttentionParams {
+    int64_t n_head, n_head_kv, head_dim;
+    float kq_scale;  // scores are scaled by this before the softmax
+    float softcap;   // scores -> softcap * tanh(scores / softcap) first, when > 0
+    int64_t window;  // only keys less than this far behind the query, when > 0
+};
 
 // Causal grouped-query attention of one token's q (n_head, head_dim) over cached positions
 // [0, n_pos) of f16 K and V (n_pos, n_head_kv * head_dim). Writes out (n_head, head_dim).
 // `scores` needs n_pos floats.
-void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head,
-               int64_t n_head_kv, int64_t head_dim, float* out, float* scores);
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos,
+               const AttentionParams& p, float* out, float* scores);
 
 void softmax(float* x, int64_t n);                            // in place, max-subtracted
 void silu_mul(float* gate, const float* up, int64_t n);       // gate = silu(gate) * up
+void gelu_mul(float* gate, const float* up, int64_t n);       // gate = gelu(gate) * up (tanh form)
 void add(float* x, const float* y, int64_t n);                // x += y
+void add_rows(float* x, const TensorView& bias, int64_t n_rows);  // each row of x += bias
+void scale(float* x, float s, int64_t n);                     // x *= s
+void softcap(float* x, float cap, int64_t n);                 // x = cap * tanh(x / cap)
 
 }  // namespace qllm::ops

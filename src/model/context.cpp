@@ -1,4 +1,5 @@
-// The forward pass of the llama architecture, batch by batch, over the f16 KV cache.
+// The forward pass, batch by batch, over the f16 KV cache: one layer function per family
+// (llama, phi3, gemma), each reading like the model it implements.
 #include "model/context.h"
 
 #include <algorithm>
@@ -6,7 +7,6 @@
 #include "graph/ops.h"
 #include "qllm/error.h"
 #include "qllm/half.h"
-
 
 namespace qllm {
 namespace {
@@ -52,11 +52,19 @@ void Context::forward_batch(std::span<const TokenId> tokens, bool all_logits, fl
     att_.resize(q_.size());
     k_.resize(size_t(n * hp_.kv_dim()));
     v_.resize(k_.size());
-    gate_.resize(size_t(n * hp_.n_ff));
-    up_.resize(gate_.size());
+    const int64_t ffn_width = hp_.block == BlockKind::Phi3 ? 2 * hp_.n_ff : hp_.n_ff;
+    gate_.resize(size_t(n * ffn_width));
+    up_.resize(size_t(n * hp_.n_ff));
 
     ops::get_rows(w.token_embd, tokens, x_.data());
-    for (int64_t il = 0; il < hp_.n_layer; ++il) llama_layer(il, n);
+    if (hp_.embed_scale != 1.0f) ops::scale(x_.data(), hp_.embed_scale, n * n_embd);
+    for (int64_t il = 0; il < hp_.n_layer; ++il) {
+        switch (hp_.block) {
+            case BlockKind::Llama: llama_layer(il, n); break;
+            case BlockKind::Phi3: phi3_layer(il, n); break;
+            case BlockKind::Gemma: gemma_layer(il, n); break;
+        }
+    }
     n_past_ += n;
     if (!logits) return;
 
@@ -65,40 +73,62 @@ void Context::forward_batch(std::span<const TokenId> tokens, bool all_logits, fl
     const int64_t rows = n - first;
     ops::rms_norm(x_.data() + first * n_embd, w.output_norm, xb_.data(), rows, n_embd, hp_.rms_eps);
     ops::matmul(w.output, xb_.data(), rows, logits, act_scratch_);
+    if (hp_.final_softcap > 0.0f) ops::softcap(logits, hp_.final_softcap, rows * hp_.n_vocab);
 }
 
-void Context::llama_layer(int64_t il, int64_t n) {
+// q_, k_, v_ (n tokens) -> att_: per-head norms, RoPE, into the cache, then attention.
+void Context::attend(int64_t il, int64_t n) {
     const LayerWeights& l = model_.weights().layers[size_t(il)];
-    const int64_t n_embd = hp_.n_embd, q_dim = hp_.q_dim(), kv_dim = hp_.kv_dim(), n_ff = hp_.n_ff;
-
-    // Attention block: xb = norm(x); q, k, v = xb @ Wq, Wk, Wv; RoPE; cache k, v; attend; x += att @ Wo
-    ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    ops::matmul(l.wq, xb_.data(), n, q_.data(), act_scratch_);
-    ops::matmul(l.wk, xb_.data(), n, k_.data(), act_scratch_);
-    ops::matmul(l.wv, xb_.data(), n, v_.data(), act_scratch_);
-
+    const int64_t q_dim = hp_.q_dim(), kv_dim = hp_.kv_dim();
+    if (l.q_norm) {
+        ops::rms_norm(q_.data(), l.q_norm, q_.data(), n * hp_.n_head, hp_.head_dim, hp_.rms_eps);
+        ops::rms_norm(k_.data(), l.k_norm, k_.data(), n * hp_.n_head_kv, hp_.head_dim, hp_.rms_eps);
+    }
+    const bool sliding = hp_.is_sliding(il);
+    const ops::RopeParams rope{hp_.n_rot, sliding ? hp_.rope_base_swa : hp_.rope_base, hp_.rope_freq_scale,
+                               hp_.rope_style,
+                               model_.weights().rope_freqs ? reinterpret_cast<const float*>(model_.weights().rope_freqs.data)
+                                                           : nullptr};
     uint16_t* k_cache = k_cache_.data() + size_t(il) * size_t(n_ctx_ * kv_dim);
     uint16_t* v_cache = v_cache_.data() + size_t(il) * size_t(n_ctx_ * kv_dim);
     for (int64_t t = 0; t < n; ++t) {
         const int64_t pos = n_past_ + t;
-        ops::rope(q_.data() + t * q_dim, hp_.n_head, hp_.head_dim, hp_.n_rot, pos, hp_.rope_base, hp_.rope_freq_scale,
-                  hp_.rope_style);
-        ops::rope(k_.data() + t * kv_dim, hp_.n_head_kv, hp_.head_dim, hp_.n_rot, pos, hp_.rope_base,
-                  hp_.rope_freq_scale, hp_.rope_style);
+        ops::rope(q_.data() + t * q_dim, hp_.n_head, hp_.head_dim, pos, rope);
+        ops::rope(k_.data() + t * kv_dim, hp_.n_head_kv, hp_.head_dim, pos, rope);
         for (int64_t i = 0; i < kv_dim; ++i) {
             k_cache[pos * kv_dim + i] = f32_to_f16(k_[t * kv_dim + i]);
             v_cache[pos * kv_dim + i] = f32_to_f16(v_[t * kv_dim + i]);
         }
     }
+    if (hp_.attn_q_scale != 1.0f) ops::scale(q_.data(), hp_.attn_q_scale, n * q_dim);
+    const ops::AttentionParams params{hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_kq_scale, hp_.attn_softcap,
+                                      sliding ? hp_.sliding_window : 0};
 #pragma omp parallel
     {
         std::vector<float> scores(size_t(n_past_ + n));
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < n; ++t) {
-            ops::attention(q_.data() + t * q_dim, k_cache, v_cache, n_past_ + t + 1, hp_.n_head, hp_.n_head_kv,
-                           hp_.head_dim, att_.data() + t * q_dim, scores.data());
+            ops::attention(q_.data() + t * q_dim, k_cache, v_cache, n_past_ + t + 1, params, att_.data() + t * q_dim,
+                           scores.data());
         }
     }
+}
+
+void Context::llama_layer(int64_t il, int64_t n) {
+    const LayerWeights& l = model_.weights().layers[size_t(il)];
+    const int64_t n_embd = hp_.n_embd, n_ff = hp_.n_ff;
+
+    // Attention block: xb = norm(x); q, k, v = xb @ Wq, Wk, Wv (+ biases); attend; x += att @ Wo
+    ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    ops::matmul(l.wq, xb_.data(), n, q_.data(), act_scratch_);
+    ops::matmul(l.wk, xb_.data(), n, k_.data(), act_scratch_);
+    ops::matmul(l.wv, xb_.data(), n, v_.data(), act_scratch_);
+    if (l.bq) {
+        ops::add_rows(q_.data(), l.bq, n);
+        ops::add_rows(k_.data(), l.bk, n);
+        ops::add_rows(v_.data(), l.bv, n);
+    }
+    attend(il, n);
     ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 
@@ -108,6 +138,62 @@ void Context::llama_layer(int64_t il, int64_t n) {
     ops::matmul(l.ffn_up, xb_.data(), n, up_.data(), act_scratch_);
     ops::silu_mul(gate_.data(), up_.data(), n * n_ff);
     ops::matmul(l.ffn_down, gate_.data(), n, xb2_.data(), act_scratch_);
+    ops::add(x_.data(), xb2_.data(), n * n_embd);
+}
+
+void Context::phi3_layer(int64_t il, int64_t n) {
+    const LayerWeights& l = model_.weights().layers[size_t(il)];
+    const int64_t n_embd = hp_.n_embd, n_ff = hp_.n_ff, q_dim = hp_.q_dim(), kv_dim = hp_.kv_dim();
+
+    // Attention block: qkv = norm(x) @ Wqkv, split into q | k | v; attend; x += att @ Wo
+    ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    std::vector<float>& qkv = gate_;  // free until the FFN
+    qkv.resize(size_t(n * (q_dim + 2 * kv_dim)));
+    ops::matmul(l.wqkv, xb_.data(), n, qkv.data(), act_scratch_);
+    for (int64_t t = 0; t < n; ++t) {
+        const float* row = qkv.data() + t * (q_dim + 2 * kv_dim);
+        std::copy_n(row, q_dim, q_.data() + t * q_dim);
+        std::copy_n(row + q_dim, kv_dim, k_.data() + t * kv_dim);
+        std::copy_n(row + q_dim + kv_dim, kv_dim, v_.data() + t * kv_dim);
+    }
+    attend(il, n);
+    ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
+    ops::add(x_.data(), xb2_.data(), n * n_embd);
+
+    // Feed-forward block: [gate | up] = norm(x) @ Wup; x += (silu(gate) * up) @ Wdown
+    ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    gate_.resize(size_t(n * 2 * n_ff));
+    ops::matmul(l.ffn_up, xb_.data(), n, gate_.data(), act_scratch_);
+    for (int64_t t = 0; t < n; ++t) {
+        float* row = gate_.data() + t * 2 * n_ff;
+        ops::silu_mul(row, row + n_ff, n_ff);
+        std::copy_n(row, n_ff, up_.data() + t * n_ff);
+    }
+    ops::matmul(l.ffn_down, up_.data(), n, xb2_.data(), act_scratch_);
+    ops::add(x_.data(), xb2_.data(), n * n_embd);
+}
+
+void Context::gemma_layer(int64_t il, int64_t n) {
+    const LayerWeights& l = model_.weights().layers[size_t(il)];
+    const int64_t n_embd = hp_.n_embd, n_ff = hp_.n_ff;
+
+    // Attention block: x += norm(attend(norm(x) @ Wq, Wk, Wv) @ Wo)
+    ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    ops::matmul(l.wq, xb_.data(), n, q_.data(), act_scratch_);
+    ops::matmul(l.wk, xb_.data(), n, k_.data(), act_scratch_);
+    ops::matmul(l.wv, xb_.data(), n, v_.data(), act_scratch_);
+    attend(il, n);
+    ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
+    ops::rms_norm(xb2_.data(), l.post_attn_norm, xb2_.data(), n, n_embd, hp_.rms_eps);
+    ops::add(x_.data(), xb2_.data(), n * n_embd);
+
+    // Feed-forward block: x += norm((gelu(norm(x) @ Wgate) * (norm(x) @ Wup)) @ Wdown)
+    ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
+    ops::matmul(l.ffn_gate, xb_.data(), n, gate_.data(), act_scratch_);
+    ops::matmul(l.ffn_up, xb_.data(), n, up_.data(), act_scratch_);
+    ops::gelu_mul(gate_.data(), up_.data(), n * n_ff);
+    ops::matmul(l.ffn_down, gate_.data(), n, xb2_.data(), act_scratch_);
+    ops::rms_norm(xb2_.data(), l.post_ffn_norm, xb2_.data(), n, n_embd, hp_.rms_eps);
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 }
 

@@ -26,7 +26,10 @@ public:
 
 private:
     void forward_batch(std::span<const TokenId> tokens, bool all_logits, float* logits);
+    void attend(int64_t il, int64_t n_tokens);
     void llama_layer(int64_t il, int64_t n_tokens);
+    void phi3_layer(int64_t il, int64_t n_tokens);
+    void gemma_layer(int64_t il, int64_t n_tokens);
 
     const Model& model_;
     const Hparams& hp_;

@@ -9,13 +9,21 @@
 namespace qllm {
 namespace {
 
-// One row per supported architecture.
+// One row per supported architecture: its RoPE style, its layer function, and the sliding-window
+// pattern of its layers (0: no sliding window).
 struct Architecture {
     std::string_view name;
     RopeStyle rope_style;
+    BlockKind block;
+    int64_t swa_pattern;
 };
 constexpr std::array kArchitectures = {
-    Architecture{"llama", RopeStyle::Norm},
+    Architecture{"llama", RopeStyle::Norm, BlockKind::Llama, 0},
+    Architecture{"qwen2", RopeStyle::Neox, BlockKind::Llama, 0},
+    Architecture{"qwen3", RopeStyle::Neox, BlockKind::Llama, 0},
+    Architecture{"phi3", RopeStyle::Neox, BlockKind::Phi3, 0},
+    Architecture{"gemma2", RopeStyle::Neox, BlockKind::Gemma, 2},
+    Architecture{"gemma3", RopeStyle::Neox, BlockKind::Gemma, 6},
 };
 
 const Architecture& find_architecture(const gguf::File& f) {
@@ -77,6 +85,29 @@ Hparams read_hparams(const gguf::File& f, const Architecture& arch) {
     // Not a hyperparameter, but `info` prints it: a wrong type must fail here, before any output.
     f.get_string_or("general.name", "");
     hp.file_type = f.has("general.file_type") ? uint32_t(f.get_count("general.file_type")) : guess_file_type(f);
+
+    // Attention scaling: llama scales the scores, phi3 and gemma scale q (gemma's 27B models by
+    // 1/sqrt(n_embd / n_head) instead of 1/sqrt(head_dim), recognised by their layer counts).
+    hp.block = arch.block;
+    const float inv_sqrt_head = 1.0f / std::sqrt(float(hp.head_dim));
+    if (arch.block == BlockKind::Llama) {
+        hp.attn_kq_scale = inv_sqrt_head;
+    } else {
+        const bool gemma_27b = (hp.arch == "gemma2" && hp.n_layer == 46) || (hp.arch == "gemma3" && hp.n_layer == 62);
+        hp.attn_q_scale = gemma_27b ? 1.0f / std::sqrt(float(hp.n_embd / hp.n_head)) : inv_sqrt_head;
+    }
+    if (arch.block == BlockKind::Gemma) hp.embed_scale = std::sqrt(float(hp.n_embd));
+    hp.attn_softcap = f.get_f32_or(p + "attn_logit_softcapping", 0.0f);
+    hp.final_softcap = f.get_f32_or(p + "final_logit_softcapping", 0.0f);
+    hp.rope_base_swa = hp.arch == "gemma3" ? 10000.0f : hp.rope_base;
+    if (arch.swa_pattern > 0 && f.has(p + "attention.sliding_window")) {
+        hp.sliding_window = int64_t(f.get_count(p + "attention.sliding_window"));
+        hp.swa_pattern = arch.swa_pattern;
+    }
+    if (!std::isfinite(hp.attn_softcap) || hp.attn_softcap < 0 || !std::isfinite(hp.final_softcap) ||
+        hp.final_softcap < 0) {
+        fail("{}: soft-capping values must be finite and non-negative", f.path());
+    }
     return hp;
 }
 
@@ -130,26 +161,46 @@ Weights find_weights(const gguf::File& f, const Hparams& hp, bool need_kernels) 
     w.output_norm = find.get("output_norm.weight", {hp.n_embd});
     w.output = find.get("output.weight", {hp.n_embd, hp.n_vocab}, false);
     if (!w.output) w.output = w.token_embd;  // tied embeddings
+    w.rope_freqs = find.get("rope_freqs.weight", {hp.n_rot / 2}, false);
     check_computable(f, w.token_embd, true, need_kernels);
     check_computable(f, w.output, true, need_kernels);
     check_computable(f, w.output_norm, false, need_kernels);
+    check_computable(f, w.rope_freqs, false, need_kernels);
+    const bool gemma = hp.block == BlockKind::Gemma;
+    const bool phi3 = hp.block == BlockKind::Phi3;
     for (int64_t il = 0; il < hp.n_layer; ++il) {
         const std::string b = "blk." + std::to_string(il) + ".";
         LayerWeights l;
         l.attn_norm = find.get(b + "attn_norm.weight", {hp.n_embd});
-        l.wq = find.get(b + "attn_q.weight", {hp.n_embd, hp.q_dim()});
-        l.wk = find.get(b + "attn_k.weight", {hp.n_embd, hp.kv_dim()});
-        l.wv = find.get(b + "attn_v.weight", {hp.n_embd, hp.kv_dim()});
+        if (phi3) {
+            l.wqkv = find.get(b + "attn_qkv.weight", {hp.n_embd, hp.q_dim() + 2 * hp.kv_dim()});
+        } else {
+            l.wq = find.get(b + "attn_q.weight", {hp.n_embd, hp.q_dim()});
+            l.wk = find.get(b + "attn_k.weight", {hp.n_embd, hp.kv_dim()});
+            l.wv = find.get(b + "attn_v.weight", {hp.n_embd, hp.kv_dim()});
+        }
+        l.bq = find.get(b + "attn_q.bias", {hp.q_dim()}, false);
+        l.bk = find.get(b + "attn_k.bias", {hp.kv_dim()}, false);
+        l.bv = find.get(b + "attn_v.bias", {hp.kv_dim()}, false);
+        l.q_norm = find.get(b + "attn_q_norm.weight", {hp.head_dim}, false);
+        l.k_norm = find.get(b + "attn_k_norm.weight", {hp.head_dim}, false);
+        if (bool(l.bq) != bool(l.bk) || bool(l.bk) != bool(l.bv) || bool(l.q_norm) != bool(l.k_norm)) {
+            fail("{}: layer {} has only some of the q/k/v biases or q/k norms", f.path(), il);
+        }
         l.wo = find.get(b + "attn_output.weight", {hp.q_dim(), hp.n_embd});
+        l.post_attn_norm = find.get(b + "post_attention_norm.weight", {hp.n_embd}, gemma);
         l.ffn_norm = find.get(b + "ffn_norm.weight", {hp.n_embd});
-        l.ffn_gate = find.get(b + "ffn_gate.weight", {hp.n_embd, hp.n_ff});
-        l.ffn_up = find.get(b + "ffn_up.weight", {hp.n_embd, hp.n_ff});
+        if (!phi3) l.ffn_gate = find.get(b + "ffn_gate.weight", {hp.n_embd, hp.n_ff});
+        l.ffn_up = find.get(b + "ffn_up.weight", {hp.n_embd, phi3 ? 2 * hp.n_ff : hp.n_ff});
         l.ffn_down = find.get(b + "ffn_down.weight", {hp.n_ff, hp.n_embd});
-        for (const TensorView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) {
+        l.post_ffn_norm = find.get(b + "post_ffw_norm.weight", {hp.n_embd}, gemma);
+        for (const TensorView* m : {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) {
             check_computable(f, *m, true, need_kernels);
         }
-        check_computable(f, l.attn_norm, false, need_kernels);
-        check_computable(f, l.ffn_norm, false, need_kernels);
+        for (const TensorView* v : {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.q_norm, &l.k_norm, &l.post_attn_norm,
+                                    &l.ffn_norm, &l.post_ffn_norm}) {
+            check_computable(f, *v, false, need_kernels);
+        }
         w.layers.push_back(l);
     }
     return w;

@@ -29,6 +29,13 @@ inline constexpr int64_t kMaxHeadDim = 1024;
 
 enum class RopeStyle { Norm, Neox };  // adjacent pairs (llama) or halves (qwen2, phi3, gemma)
 
+// The layer function an architecture uses (src/model/context.cpp).
+enum class BlockKind {
+    Llama,  // llama, mistral, qwen2 (q/k/v biases), qwen3 (q/k norms)
+    Phi3,   // fused q/k/v and fused gate/up projections
+    Gemma,  // gemma2/3: scaled embeddings, GELU, post-attention and post-FFN norms
+};
+
 struct Hparams {
     std::string arch;
     int64_t n_vocab = 0;
@@ -44,28 +51,49 @@ struct Hparams {
     float rope_freq_scale = 1.0f;
     float rms_eps = 1e-5f;
     RopeStyle rope_style = RopeStyle::Norm;
+    BlockKind block = BlockKind::Llama;
     uint32_t file_type = 0xFFFFFFFFu;  // general.file_type, or guessed
+
+    float embed_scale = 1.0f;       // token embeddings are multiplied by this (gemma: sqrt(n_embd))
+    float attn_q_scale = 1.0f;      // q is multiplied by this before attention...
+    float attn_kq_scale = 1.0f;     // ...and the scores by this (llama: 1/sqrt(head_dim))
+    float attn_softcap = 0.0f;      // scores -> cap * tanh(scores / cap) when > 0 (gemma2)
+    float final_softcap = 0.0f;     // the same on the logits (gemma2)
+    int64_t sliding_window = 0;     // keys at most this far back on sliding layers; 0: none
+    int64_t swa_pattern = 0;        // layer il slides if il % pattern < pattern - 1; 0: none
+    float rope_base_swa = 10000.0f; // rope base of the sliding layers
+
+    bool is_sliding(int64_t il) const {
+        return sliding_window > 0 && swa_pattern > 0 && il % swa_pattern < swa_pattern - 1;
+    }
 
     int64_t q_dim() const { return n_head * head_dim; }
     int64_t kv_dim() const { return n_head_kv * head_dim; }
 };
 
+// A layer's weights; optional ones are empty views when the architecture has none.
 struct LayerWeights {
-    TensorView attn_norm;  // (n_embd)
-    TensorView wq;         // (n_embd) -> (n_head * head_dim)
-    TensorView wk;         // (n_embd) -> (n_head_kv * head_dim)
-    TensorView wv;         // (n_embd) -> (n_head_kv * head_dim)
-    TensorView wo;         // (n_head * head_dim) -> (n_embd)
-    TensorView ffn_norm;   // (n_embd)
-    TensorView ffn_gate;   // (n_embd) -> (n_ff)
-    TensorView ffn_up;     // (n_embd) -> (n_ff)
-    TensorView ffn_down;   // (n_ff) -> (n_embd)
+    TensorView attn_norm;       // (n_embd)
+    TensorView wq;              // (n_embd) -> (n_head * head_dim)
+    TensorView wk;              // (n_embd) -> (n_head_kv * head_dim)
+    TensorView wv;              // (n_embd) -> (n_head_kv * head_dim)
+    TensorView wqkv;            // phi3: (n_embd) -> (q_dim + 2 kv_dim), instead of wq, wk, wv
+    TensorView bq, bk, bv;      // qwen2: biases of q, k, v
+    TensorView q_norm, k_norm;  // qwen3, gemma3: RMSNorm of each head of q and k, (head_dim)
+    TensorView wo;              // (n_head * head_dim) -> (n_embd)
+    TensorView post_attn_norm;  // gemma: norm of the attention output, (n_embd)
+    TensorView ffn_norm;        // (n_embd)
+    TensorView ffn_gate;        // (n_embd) -> (n_ff); phi3 has it fused into ffn_up
+    TensorView ffn_up;          // (n_embd) -> (n_ff), phi3: (n_embd) -> (2 n_ff), gate first
+    TensorView ffn_down;        // (n_ff) -> (n_embd)
+    TensorView post_ffn_norm;   // gemma: norm of the FFN output, (n_embd)
 };
 
 struct Weights {
     TensorView token_embd;   // (n_embd) per token, n_vocab rows
     TensorView output_norm;  // (n_embd)
     TensorView output;       // (n_embd) -> (n_vocab); token_embd when tied
+    TensorView rope_freqs;   // llama 3.1: per rotary pair, theta is divided by it, (n_rot / 2)
     std::vector<LayerWeights> layers;
 };
 

@@ -67,7 +67,10 @@ int info(const InfoOptions& opt) {
                         {"n_layer", hp.n_layer},     {"n_ff", hp.n_ff},               {"n_head", hp.n_head},
                         {"n_head_kv", hp.n_head_kv}, {"head_dim", hp.head_dim},       {"n_rot", hp.n_rot},
                         {"rope_freq_base", hp.rope_base}, {"rope_freq_scale", hp.rope_freq_scale},
-                        {"rms_norm_eps", hp.rms_eps},     {"tied_embeddings", tied}};
+                        {"rms_norm_eps", hp.rms_eps},     {"tied_embeddings", tied},
+                        {"sliding_window", hp.sliding_window}, {"swa_pattern", hp.swa_pattern},
+                        {"attn_logit_softcapping", hp.attn_softcap}, {"final_logit_softcapping", hp.final_softcap},
+                        {"rope_freq_factors", bool(model->weights().rope_freqs)}, {"embedding_scale", hp.embed_scale}};
         j["tokenizer"] = {{"model", vocab.model}, {"pre", vocab.pre}, {"tokens", vocab.size()},
                           {"bos", vocab.bos},     {"eos", vocab.eos}, {"add_bos", vocab.add_bos}};
         nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
@@ -92,6 +95,15 @@ int info(const InfoOptions& opt) {
                hp.head_dim, hp.rms_eps);
     fmt::print("rope:          {} dims, base {:g}, scale {:g}, {}\n", hp.n_rot, hp.rope_base, hp.rope_freq_scale,
                hp.rope_style == RopeStyle::Norm ? "adjacent pairs" : "half split");
+    if (hp.sliding_window > 0) {
+        fmt::print("sliding:       window of {} tokens on {} of every {} layers (rope base {:g} there)\n", hp.sliding_window,
+                   hp.swa_pattern - 1, hp.swa_pattern, hp.rope_base_swa);
+    }
+    if (hp.attn_softcap > 0 || hp.final_softcap > 0) {
+        fmt::print("soft-capping:  attention {:g}, final logits {:g}\n", hp.attn_softcap, hp.final_softcap);
+    }
+    if (model->weights().rope_freqs) fmt::print("rope scaling:  per-pair frequency factors (rope_freqs.weight)\n");
+    if (hp.embed_scale != 1.0f) fmt::print("embeddings:    scaled by {:g}\n", hp.embed_scale);
     fmt::print("output:        {}\n", tied ? "tied to token embeddings" : "separate output.weight");
     fmt::print("tokenizer:     {}{}, {} tokens, BOS {} ({}), EOS {}\n", vocab.model,
                vocab.pre.empty() ? "" : " / " + vocab.pre, vocab.size(), vocab.bos,
