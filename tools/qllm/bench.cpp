@@ -3,6 +3,7 @@
 // Token generation is also reported as weight bandwidth and a fraction of the machine's.
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <numeric>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "kernels/cpu.h"
 #include "model/context.h"
 #include "qllm/error.h"
+#include "quant/quantize.h"
 
 namespace qllm::cli {
 namespace {
@@ -22,6 +24,9 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
     std::string models;
+    std::string sweep;  // F16/F32 source to quantize to each of `types`
+    std::string types = "Q2_K,Q3_K_M,Q4_0,Q4_K_M,Q5_K_M,Q6_K,Q8_0";
+    std::string quality_text;  // -f: KL divergence of each level from the source on this text
     std::string prompt_sizes = "512";
     std::string gen_sizes = "128";
     std::string threads;
@@ -35,6 +40,7 @@ struct Row {
     int threads = 0;
     double mean = 0, sd = 0;       // tokens/s
     double gbps = 0, bw_frac = 0;  // tg only
+    double kl = -1;                // --sweep -f: mean KL(source || this level); < 0: not measured
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -76,6 +82,41 @@ double measure_read_bandwidth_gbps() {
         best = std::max(best, double(n * sizeof(uint64_t)) / s / 1e9);
     }
     return best;
+}
+
+// A temporary directory for the quantized levels, removed with everything in it on every exit
+// path (Ctrl-C included: the interrupt only sets a flag, and the error unwinds through here).
+struct SweepDir {
+    std::filesystem::path path;
+    SweepDir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "qllm-sweep-XXXXXX").string();
+        if (!mkdtemp(tmpl.data())) fail("cannot create a temporary directory in {}", tmpl);
+        path = tmpl;
+    }
+    ~SweepDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+// Quantizes `source` to each level; returns the source followed by the quantized files.
+std::vector<std::string> quantize_levels(const std::string& source, const std::vector<std::string>& types,
+                                         const SweepDir& dir) {
+    std::vector<std::string> out = {source};
+    for (const auto& name : types) {
+        const quant::FileTypeInfo* ft = quant::parse_file_type(name);
+        if (!ft) fail("--types: unknown type '{}' (one of {})", name, quant::file_type_names());
+        quant::QuantizeOptions q;
+        q.input = source;
+        q.output = (dir.path / (std::string(ft->name) + ".gguf")).string();
+        q.ftype = ft->id;
+        q.log = nullptr;
+        q.cancelled = [] { return interrupted(); };
+        fmt::print(stderr, "qllm: quantizing {} to {}...\n", source, ft->name);
+        quant::quantize_model(q);
+        out.push_back(q.output);
+    }
+    return out;
 }
 
 std::pair<double, double> mean_sd(const std::vector<double>& v) {
@@ -124,6 +165,7 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
                 j["weights_gbps"] = r.gbps;
                 j["bandwidth_fraction"] = r.bw_frac;
             }
+            if (r.kl >= 0) j["kl_divergence"] = r.kl;
             if (format == "jsonl") fmt::print("{}\n", j.dump());
             all.push_back(j);
         }
@@ -139,13 +181,46 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
         return;
     }
     fmt::print("machine read bandwidth: {:.1f} GB/s\n\n", bandwidth);
-    fmt::print("| model | type | size | params | bpw | threads | isa | test | t/s | GB/s | % bw |\n");
-    fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|\n");
+    const bool with_kl = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.kl >= 0; });
+    fmt::print("| model | type | size | params | bpw | threads | isa | test | t/s | GB/s | % bw |{}\n",
+               with_kl ? " KL vs source |" : "");
+    fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|{}\n", with_kl ? "---:|" : "");
     for (const auto& r : rows) {
         const std::string bw = r.gbps > 0 ? fmt::format("{:.1f} | {:.0f}%", r.gbps, 100 * r.bw_frac) : " | ";
-        fmt::print("| {} | {} | {:.2f} GiB | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |\n", r.model, r.type,
-                   r.size_gib, r.params / 1e6, r.bpw, r.threads, isa, r.test, r.mean, r.sd, bw);
+        const std::string kl = !with_kl ? "" : r.kl >= 0 ? fmt::format(" {:.5f} |", r.kl) : " |";
+        fmt::print("| {} | {} | {:.2f} GiB | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n", r.model,
+                   r.type, r.size_gib, r.params / 1e6, r.bpw, r.threads, isa, r.test, r.mean, r.sd, bw, kl);
     }
+}
+
+// Mean KL(source || model) of the next-token distributions over the tokens of `text`.
+std::vector<float> all_logits(const Model& model, const std::vector<TokenId>& tokens) {
+    Context ctx(model, int64_t(tokens.size()));
+    const auto logits = ctx.eval(tokens, true);
+    return {logits.begin(), logits.end()};
+}
+
+double mean_kl(const std::vector<float>& p_logits, const std::vector<float>& q_logits, int64_t n_vocab) {
+    const size_t n = p_logits.size() / size_t(n_vocab);
+    double total = 0;
+    for (size_t t = 0; t < n; ++t) {
+        const float* p = p_logits.data() + t * size_t(n_vocab);
+        const float* q = q_logits.data() + t * size_t(n_vocab);
+        const double p_max = *std::max_element(p, p + n_vocab), q_max = *std::max_element(q, q + n_vocab);
+        double p_sum = 0, q_sum = 0;
+        for (int64_t i = 0; i < n_vocab; ++i) {
+            p_sum += std::exp(p[i] - p_max);
+            q_sum += std::exp(q[i] - q_max);
+        }
+        const double p_log_z = p_max + std::log(p_sum), q_log_z = q_max + std::log(q_sum);
+        double kl = 0;
+        for (int64_t i = 0; i < n_vocab; ++i) {
+            const double lp = p[i] - p_log_z, lq = q[i] - q_log_z;
+            kl += std::exp(lp) * (lp - lq);
+        }
+        total += kl;
+    }
+    return total / double(n);
 }
 
 int bench(const BenchOptions& opt) {
@@ -154,8 +229,14 @@ int bench(const BenchOptions& opt) {
         fail("-o must be md, csv, json or jsonl (got '{}')", opt.output);
     }
     if (opt.repetitions < 1) fail("-r must be at least 1");
-    const auto models = split(opt.models);
-    if (models.empty()) fail("bench needs -m MODEL[,MODEL...]");
+    auto models = split(opt.models);
+    std::unique_ptr<SweepDir> sweep;
+    if (!opt.sweep.empty()) {
+        if (!models.empty()) fail("use either -m or --sweep, not both");
+        sweep = std::make_unique<SweepDir>();
+        models = quantize_levels(opt.sweep, split(opt.types), *sweep);
+    }
+    if (models.empty()) fail("bench needs -m MODEL[,MODEL...] or --sweep F16.gguf");
     const auto prompts = split_ints(opt.prompt_sizes, "-p");
     const auto gens = split_ints(opt.gen_sizes, "-n");
     auto threads = opt.threads.empty() ? std::vector<int>{default_threads()} : split_ints(opt.threads, "-t");
@@ -164,8 +245,22 @@ int bench(const BenchOptions& opt) {
     fmt::print(stderr, "qllm: measuring memory read bandwidth...\n");
     const double bandwidth = measure_read_bandwidth_gbps();
     std::vector<Row> rows;
+    std::vector<TokenId> quality_tokens;
+    std::vector<float> source_logits;
     for (const auto& path : models) {
         auto model = Model::load(path);
+        double kl = -1;
+        if (sweep && !opt.quality_text.empty()) {
+            if (quality_tokens.empty()) {
+                quality_tokens = model->tokenizer().encode(read_prompt("", opt.quality_text), model->vocab().add_bos);
+                quality_tokens.resize(std::min<size_t>(quality_tokens.size(), 512));
+                if (quality_tokens.size() < 2) fail("{}: too little text to measure quality", opt.quality_text);
+            }
+            fmt::print(stderr, "qllm: KL divergence of {} on {} tokens...\n", path, quality_tokens.size());
+            const auto logits = all_logits(*model, quality_tokens);
+            if (source_logits.empty()) source_logits = logits;  // the source comes first
+            kl = mean_kl(source_logits, logits, model->hparams().n_vocab);
+        }
         uint64_t params = 0, bytes = 0;
         for (const auto& t : model->file().tensors()) {
             params += uint64_t(t.n_elements());
@@ -182,6 +277,7 @@ int bench(const BenchOptions& opt) {
                 r.bpw = 8.0 * double(bytes) / double(params);
                 r.threads = t;
                 r.test = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
+                r.kl = kl;
                 fmt::print(stderr, "qllm: {} {} t={}...\n", path, r.test, t);
                 std::tie(r.mean, r.sd) = mean_sd(time_test(*model, n_prompt, n_gen, opt.repetitions));
                 if (n_prompt == 0) {
@@ -193,6 +289,9 @@ int bench(const BenchOptions& opt) {
             for (int p : prompts) if (p > 0) add(p, 0);
             for (int n : gens) if (n > 0) add(0, n);
         }
+    }
+    if (sweep) {  // one table sorted by size, the source last
+        std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.size_gib < b.size_gib; });
     }
     print_rows(rows, opt.output, bandwidth);
     return 0;
@@ -209,6 +308,9 @@ void add_bench(CLI::App& app, Action& action) {
     cmd->add_option("-r,--repetitions", opt->repetitions, "repetitions of each test")->capture_default_str();
     cmd->add_option("-t,--threads", opt->threads, "thread counts, comma-separated (default: physical cores)");
     cmd->add_option("-o,--output", opt->output, "output format: md, csv, json, jsonl")->capture_default_str();
+    cmd->add_option("--sweep", opt->sweep, "quantize this F16/F32 model to each of --types and benchmark them all");
+    cmd->add_option("--types", opt->types, "levels for --sweep, comma-separated")->capture_default_str();
+    cmd->add_option("-f,--file", opt->quality_text, "with --sweep: text on which to measure each level's KL divergence");
     cmd->callback([&action, opt] { action = [opt] { return bench(*opt); }; });
 }
 
