@@ -2,6 +2,7 @@
 // and the forward pass that fills them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -22,6 +23,9 @@ public:
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const { return n_ctx_; }
     void reset() { n_past_ = 0; }
+    // Forgets every cached position from n on (keeps the first n), so a conversation that shares
+    // a prefix with what was evaluated before only evaluates the rest.
+    void truncate(int64_t n) { n_past_ = std::min(n_past_, std::max<int64_t>(n, 0)); }
     size_t kv_cache_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(uint16_t); }
 
 private:

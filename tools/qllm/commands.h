@@ -7,6 +7,10 @@
 
 #include <CLI/CLI.hpp>
 
+namespace qllm {
+class Model;
+}
+
 namespace qllm::cli {
 
 using Action = std::function<int()>;
@@ -18,6 +22,7 @@ void add_tokenize(CLI::App& app, Action& action);
 void add_synth(CLI::App& app, Action& action);
 void add_quantize(CLI::App& app, Action& action);
 void add_bench(CLI::App& app, Action& action);
+void add_chat(CLI::App& app, Action& action);
 
 // Shared helpers (tools/qllm/common.cpp).
 int default_threads();                       // physical cores
@@ -25,7 +30,11 @@ void set_threads(int n);                     // OpenMP threads for the forward p
 std::string read_prompt(const std::string& prompt, const std::string& file);  // -p or -f, UTF-8 checked
 double peak_rss_mib();
 bool interrupted();                          // SIGINT seen since install_interrupt_handler()
+void clear_interrupted();                    // ready for the next Ctrl-C (chat: stop a reply, stay)
 void install_interrupt_handler();
-void write_demo_model(const std::string& path);  // synth --shape tiny (tools/qllm/synth.cpp)
+void write_demo_model(const std::string& path);
+// The prompt of `run --chat`: one user message (and system prompt) through the chat template.
+std::string render_one_shot_chat(const Model& model, const std::string& system, const std::string& user,
+                                 const std::string& chat_template);  // synth --shape tiny (tools/qllm/synth.cpp)
 
 }  // namespace qllm::cli

@@ -87,6 +87,8 @@ double peak_rss_mib() {
 
 bool interrupted() { return g_interrupted.load(); }
 
+void clear_interrupted() { g_interrupted.store(false); }
+
 void install_interrupt_handler() { std::signal(SIGINT, on_interrupt); }
 
 }  // namespace qllm::cli

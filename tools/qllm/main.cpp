@@ -1,6 +1,9 @@
 // qllm: run, quantize and benchmark GGUF models. stdout carries results only; logs and
 // errors go to stderr. Exit codes: 0 success, 1 runtime error, 2 usage error.
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <new>
 
 #include <fmt/core.h>
@@ -22,9 +25,16 @@ int main(int argc, char** argv) {
     qllm::cli::add_synth(app, action);
     qllm::cli::add_quantize(app, action);
     qllm::cli::add_bench(app, action);
+    qllm::cli::add_chat(app, action);
 
+    // llama.cpp's -sys is a multi-letter short option, which CLI11 does not allow: spell it out.
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (auto& a : args) {
+        if (a == "-sys") a = "--system-prompt";
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
     try {
-        app.parse(argc, argv);
+        app.parse(args);
     } catch (const CLI::Success& e) {
         return app.exit(e);
     } catch (const CLI::CallForHelp& e) {

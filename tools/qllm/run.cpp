@@ -29,6 +29,8 @@ struct RunOptions {
     int threads = 0;
     bool echo = false;
     bool ignore_eos = false;
+    bool chat = false;
+    std::string system, chat_template;
     SamplerParams sampling;
 };
 
@@ -59,7 +61,10 @@ int run(const RunOptions& opt) {
     const double load_ms = ms_since(t_load);
 
     const Tokenizer& tok = model->tokenizer();
-    const std::vector<TokenId> tokens = tok.encode(prompt, model->vocab().add_bos);
+    const std::vector<TokenId> tokens =
+        opt.chat ? tok.encode(render_one_shot_chat(*model, opt.system, prompt, opt.chat_template), model->vocab().add_bos,
+                              /*parse_special=*/true)
+                 : tok.encode(prompt, model->vocab().add_bos);
     if (tokens.empty()) fail("the prompt is empty");
     int64_t n_predict = opt.n_predict < 0 ? n_ctx - int64_t(tokens.size()) : opt.n_predict;
     if (int64_t(tokens.size()) + n_predict > n_ctx) {
@@ -143,6 +148,9 @@ void add_run(CLI::App& app, Action& action) {
     cmd->add_option("-s,--seed", opt->sampling.seed, "random seed (default: random)");
     cmd->add_flag("--echo", opt->echo, "print the prompt before the continuation");
     cmd->add_flag("--ignore-eos", opt->ignore_eos, "keep generating past the end-of-sequence token");
+    cmd->add_flag("--chat", opt->chat, "apply the chat template to the prompt as one user message");
+    cmd->add_option("--system-prompt", opt->system, "system prompt (with --chat; -sys works too)");
+    cmd->add_option("--chat-template", opt->chat_template, "built-in template name or a Jinja file (with --chat)");
     cmd->callback([&action, opt] { action = [opt] { return run(*opt); }; });
 }
 
