@@ -24,6 +24,7 @@ using chat::ChatMessage;
 struct ChatOptions {
     std::string model, system, chat_template;
     int n_ctx = 0, threads = 0, n_predict = -1;
+    bool ignore_eos = false;
     SamplerParams sampling;
 };
 
@@ -66,11 +67,13 @@ public:
     // Adds the user's turn, generates the reply (streamed to stdout) and records it.
     void turn(const std::string& user) {
         history_.push_back({"user", user});
-        std::vector<TokenId> prompt = render();
         const int64_t reserve = std::min<int64_t>(256, ctx_.n_ctx() / 4);
+        std::string text = template_.render(history_, params_);
+        std::vector<TokenId> prompt = tokens_for(text);
         while (int64_t(prompt.size()) + reserve > ctx_.n_ctx() && drop_oldest_turn()) {
             fmt::print(stderr, "\nqllm: context full: forgot the oldest turn\n");
-            prompt = render();
+            text = template_.render(history_, params_);
+            prompt = tokens_for(text);
         }
         if (int64_t(prompt.size()) >= ctx_.n_ctx()) {
             history_.pop_back();
@@ -87,14 +90,15 @@ public:
         cached_ = prompt;
 
         std::string reply, shown;
+        bool cut = false;  // ended by a marker's text, whose tokens are in the cache but not in reply
         Utf8Streamer stream;
         const int64_t limit = opt_.n_predict < 0 ? ctx_.n_ctx() : opt_.n_predict;
         for (int64_t n = 0; n < limit && ctx_.n_past() < ctx_.n_ctx() && !interrupted(); ++n) {
             const TokenId next = sampler_.sample(logits);
             sampler_.accept(next);
-            if (model_.tokenizer().is_eog(next)) break;
+            if (model_.tokenizer().is_eog(next) && !opt_.ignore_eos) break;
             reply += model_.tokenizer().piece(next);
-            if (cut_at_marker(reply)) break;
+            if ((cut = cut_at_marker(reply))) break;
             // Hold back a tail that could still become an end-of-turn marker.
             const size_t safe = reply.size() - marker_prefix_length(reply);
             if (safe > shown.size()) {
@@ -111,12 +115,16 @@ public:
             clear_interrupted();
         }
         history_.push_back({"assistant", reply});
+        // What the cache now holds, as text: the next turn's rendering should extend it.
+        rendered_ = cut ? std::string() : text + reply;
     }
 
     void clear() {
+        rendered_.clear();
         std::erase_if(history_, [](const ChatMessage& m) { return m.role != "system"; });
     }
     void set_system(const std::string& text) {
+        rendered_.clear();
         std::erase_if(history_, [](const ChatMessage& m) { return m.role == "system"; });
         history_.insert(history_.begin(), {"system", text});
     }
@@ -141,13 +149,23 @@ public:
             loaded.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
         }
         history_ = std::move(loaded);
+        rendered_.clear();
     }
     size_t turns() const { return history_.size(); }
 
 private:
-    std::vector<TokenId> render() const {
-        const std::string text = template_.render(history_, params_);
-        return model_.tokenizer().encode(text, model_.vocab().add_bos, /*parse_special=*/true);
+    // The conversation's tokens. When its text extends what the cache holds, only the new text
+    // is tokenized, so the cached tokens (the reply as generated) are kept exactly; otherwise
+    // the whole text is tokenized afresh.
+    std::vector<TokenId> tokens_for(const std::string& text) const {
+        const Tokenizer& tok = model_.tokenizer();
+        if (!rendered_.empty() && text.starts_with(rendered_)) {
+            std::vector<TokenId> tokens = cached_;
+            const auto added = tok.encode(std::string_view(text).substr(rendered_.size()), false, true);
+            tokens.insert(tokens.end(), added.begin(), added.end());
+            return tokens;
+        }
+        return tok.encode(text, model_.vocab().add_bos, /*parse_special=*/true);
     }
     // Removes the oldest user turn and what follows it up to the next user turn; keeps system.
     bool drop_oldest_turn() {
@@ -189,6 +207,7 @@ private:
     Sampler sampler_;
     std::vector<ChatMessage> history_;
     std::vector<TokenId> cached_;  // the tokens whose keys and values are in ctx_
+    std::string rendered_;         // their text, when known exactly
     int64_t last_prompt_tokens_ = 0;
 };
 
@@ -309,6 +328,7 @@ void add_chat(CLI::App& app, Action& action) {
     cmd->add_option("--min-p", opt->sampling.min_p, "min-p; 0 = off")->capture_default_str();
     cmd->add_option("--repeat-penalty", opt->sampling.repeat_penalty, "repetition penalty; 1 = off")->capture_default_str();
     cmd->add_option("-s,--seed", opt->sampling.seed, "random seed (default: random)");
+    cmd->add_flag("--ignore-eos", opt->ignore_eos, "keep generating past end-of-generation tokens");
     cmd->callback([&action, opt] { action = [opt] { return chat_loop(*opt); }; });
 }
 
