@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs qllm's build and test dependencies from Debian's packages (Debian 12 or newer).
-# Run as root, or through sudo.
+# Runs apt-get as root, through sudo when started by another user.
 set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then exec sudo "$0" "$@"; fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
