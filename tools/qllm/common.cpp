@@ -28,17 +28,26 @@ extern "C" void on_interrupt(int) {
     }
 }
 
-// Offset of the first byte that is not part of valid UTF-8, or npos.
+// Offset of the first byte that is not part of valid UTF-8, or npos. Rejects overlong forms,
+// surrogates and code points above U+10FFFF, as the Unicode standard's table 3-7 does.
 size_t invalid_utf8_at(const std::string& s) {
     size_t i = 0;
     while (i < s.size()) {
         const auto c = static_cast<unsigned char>(s[i]);
-        const int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        const int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
         if (len == 0 || i + size_t(len) > s.size()) return i;
-        for (int k = 1; k < len; ++k) {
+        // The second byte's range depends on the first; the others are plain continuations.
+        const auto c1 = static_cast<unsigned char>(s[i + 1]);
+        const unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        const unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        if (c1 < lo || c1 > hi) return i;
+        for (int k = 2; k < len; ++k) {
             if ((static_cast<unsigned char>(s[i + size_t(k)]) & 0xC0) != 0x80) return i;
         }
-        if (len == 2 && c < 0xC2) return i;  // overlong
         i += size_t(len);
     }
     return std::string::npos;
