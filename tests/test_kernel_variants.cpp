@@ -285,11 +285,29 @@ TEST(KernelVariants, FloatDotsAreBitExactOnNormalData) {
     }
 }
 
+// Q5_1's reference emulates ggml's AVX2 kernel (8 lanes fma'd per block, offsets apart), and the
+// x86 tables use that very structure: bit for bit.
+TEST(KernelVariants, X86Q5_1DotIsBitExact) {
+    for (Isa isa : supported_isas()) {
+        if (isa != Isa::Avx2 && isa != Isa::Avx512) continue;
+        for (int64_t n : {32, 256, 4096 + 96}) {
+            for (Shape shape : {Shape::Gaussian, Shape::HeavyTailed}) {
+                const Bytes w = ref_quantize(T::Q5_1, make_row(shape, n, uint32_t(n)));
+                const Bytes a = ref_quantize(T::Q8_1, make_row(Shape::HeavyTailed, n, uint32_t(n) + 1, 2.0f));
+                const float want = ref_row(T::Q5_1).vec_dot(n, w.data(), a.data());
+                const float got = isa_row(isa, T::Q5_1).vec_dot(n, w.data(), a.data());
+                EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0)
+                    << isa_name(isa) << " n=" << n << " " << shape_name(shape) << ": got " << got << " want " << want;
+            }
+        }
+    }
+}
+
 // The x86 tables really hold SIMD kernels for the formats (so the tests above test something).
 TEST(KernelVariants, X86TablesOverrideTheReference) {
     for (Isa isa : supported_isas()) {
         if (isa != Isa::Avx2 && isa != Isa::Avx512) continue;
-        for (T type : {T::F16, T::BF16, T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1, T::Q8_0, T::IQ4_NL, T::Q2_K, T::Q3_K,
+        for (T type : {T::F32, T::F16, T::BF16, T::Q4_0, T::Q4_1, T::Q5_0, T::Q5_1, T::Q8_0, T::IQ4_NL, T::Q2_K, T::Q3_K,
                        T::Q4_K, T::Q5_K, T::Q6_K}) {
             EXPECT_NE(isa_row(isa, type).vec_dot, ref_row(type).vec_dot) << isa_name(isa) << " " << ref_row(type).name;
         }

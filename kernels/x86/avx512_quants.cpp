@@ -1,0 +1,353 @@
+// AVX-512 + VNNI dot products of the quantized formats, written over the AVX2 ones.
+//
+// vpdpbusd sums 4 neighbouring u8 x s8 products into an int32 lane in one instruction (no int16
+// intermediate to saturate), so levels are made unsigned by a bias (stored level = value + bias)
+// and bias * (sum of the activations) is taken off per lane.
+//
+// The legacy formats put two 32-value blocks in a 512-bit vector: 16 float lanes, even blocks in
+// lanes 0-7 and odd blocks in 8-15, folded at the end. Their results differ from the AVX2
+// kernels' by float rounding only. (Q5_1 stays on the AVX2 kernel: that one is bit-exact with the
+// reference.) The K-quants keep the AVX2 kernels' integer lanes and float code exactly, so their
+// results are the AVX2 ones bit for bit. Q2_K and Q3_K stay on the AVX2 kernels: 512-bit versions
+// measured no faster (per-sub-block scales leave VNNI little to fuse).
+#pragma GCC optimize("fp-contract=off")  // only explicit FMAs
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() operands that trip -Wuninitialized.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/cpu.h"
+
+namespace qllm {
+namespace {
+
+// ---- shared pieces ----
+
+// Sums 8 lanes as ref::reduce_lanes8 does: 4+4, 2+2, 1+1.
+inline float hsum8(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+// Lanes 0-7 plus lanes 8-15.
+inline __m256 fold(__m512 v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+inline __m256i fold(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+
+inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m512i load64(const void* p) { return _mm512_loadu_si512(p); }
+
+// Two 256-bit loads as one vector: [a | b].
+inline __m512i load32x2(const void* a, const void* b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load32(a)), load32(b), 1);
+}
+
+// u8 x s8 products, 4 per int32 lane, minus bias * (sum of the 4 activations): the dot of the
+// signed values (level - bias) with y.
+inline __m512i dot_biased(__m512i levels, __m512i y, int bias) {
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, y);
+    if (bias == 0) return p;
+    return _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(bias)), y));
+}
+inline __m256i dot_biased(__m256i levels, __m256i y, int bias) {
+    const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), levels, y);
+    if (bias == 0) return p;
+    return _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(char(bias)), y));
+}
+
+// ---- legacy formats: 32-value blocks ----
+
+// 16 bytes of nibbles to 32 levels in value order (low nibbles are values 0-15).
+inline __m256i nibbles(const uint8_t* qs) {
+    const __m128i packed = load16(qs);
+    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// The same for two blocks: [a 0-15 | a 16-31 | b 0-15 | b 16-31].
+inline __m512i nibbles(const uint8_t* qa, const uint8_t* qb) {
+    const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(load16(qa)), load16(qb), 1);
+    const __m512i aabb = _mm512_shuffle_i64x2(_mm512_castsi256_si512(ab), _mm512_castsi256_si512(ab), _MM_SHUFFLE(1, 1, 0, 0));
+    const __m512i high = _mm512_mask_blend_epi64(0xCC, aabb, _mm512_srli_epi16(aabb, 4));  // quarters 1 and 3
+    return _mm512_and_si512(high, _mm512_set1_epi8(0x0F));
+}
+
+inline uint32_t load_u32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// Q5 levels: nibbles plus 16 where bit j of qh is set.
+inline __m256i add_fifth_bit(__m256i q, uint32_t qh) {
+    return _mm256_mask_add_epi8(q, __mmask32(qh), q, _mm256_set1_epi8(16));
+}
+inline __m512i add_fifth_bit(__m512i q, uint32_t qh_a, uint32_t qh_b) {
+    return _mm512_mask_add_epi8(q, __mmask64(uint64_t(qh_b) << 32 | qh_a), q, _mm512_set1_epi8(16));
+}
+
+// IQ4_NL's grid plus 128 (so unsigned), for a byte shuffle.
+alignas(16) constexpr auto kIQ4NLBiased = [] {
+    std::array<uint8_t, 16> grid{};
+    for (int i = 0; i < 16; ++i) grid[size_t(i)] = uint8_t(kIQ4NLValues[i] + 128);
+    return grid;
+}();
+inline __m128i iq4_nl_biased_grid() { return _mm_load_si128(reinterpret_cast<const __m128i*>(kIQ4NLBiased.data())); }
+
+// Per format: its blocks, activation blocks, the bias of its unsigned levels, and the levels of
+// one block (256-bit) or of two (512-bit).
+struct Q4_0Format {
+    using X = BlockQ4_0;
+    using Y = BlockQ8_0;
+    static constexpr int kBias = 8;
+    static __m256i levels(const X& b) { return nibbles(b.qs); }
+    static __m512i levels(const X& a, const X& b) { return nibbles(a.qs, b.qs); }
+};
+
+struct Q4_1Format {
+    using X = BlockQ4_1;
+    using Y = BlockQ8_1;
+    static constexpr int kBias = 0;
+    static __m256i levels(const X& b) { return nibbles(b.qs); }
+    static __m512i levels(const X& a, const X& b) { return nibbles(a.qs, b.qs); }
+};
+
+struct Q5_0Format {
+    using X = BlockQ5_0;
+    using Y = BlockQ8_0;
+    static constexpr int kBias = 16;
+    static __m256i levels(const X& b) { return add_fifth_bit(nibbles(b.qs), load_u32(b.qh)); }
+    static __m512i levels(const X& a, const X& b) {
+        return add_fifth_bit(nibbles(a.qs, b.qs), load_u32(a.qh), load_u32(b.qh));
+    }
+};
+
+struct Q8_0Format {
+    using X = BlockQ8_0;
+    using Y = BlockQ8_0;
+    static constexpr int kBias = 128;
+    static __m256i levels(const X& b) { return _mm256_xor_si256(load32(b.qs), _mm256_set1_epi8(char(0x80))); }
+    static __m512i levels(const X& a, const X& b) {
+        return _mm512_xor_si512(load32x2(a.qs, b.qs), _mm512_set1_epi8(char(0x80)));
+    }
+};
+
+struct IQ4_NLFormat {
+    using X = BlockIQ4_NL;
+    using Y = BlockQ8_0;
+    static constexpr int kBias = 128;
+    static __m256i levels(const X& b) {
+        return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(iq4_nl_biased_grid()), nibbles(b.qs));
+    }
+    static __m512i levels(const X& a, const X& b) {
+        return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(iq4_nl_biased_grid()), nibbles(a.qs, b.qs));
+    }
+};
+
+// a_k * b_k for 4 pairs of f16 values given as (a0..a3, b0..b3): the scalar products, four at a time.
+inline __m128 f16_products4(__m128i halves) {
+    const __m256 f = _mm256_cvtph_ps(halves);
+    return _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+}
+
+// d_x * d_y of 4 consecutive blocks.
+template <typename X, typename Y>
+inline __m512 block_scales4(const X* x, const Y* y) {
+    return _mm512_castps128_ps512(f16_products4(_mm_setr_epi16(short(x[0].d), short(x[1].d), short(x[2].d), short(x[3].d),
+                                                               short(y[0].d), short(y[1].d), short(y[2].d), short(y[3].d))));
+}
+
+// m_x * s_y of 4 consecutive Q4_1 blocks: their offsets' contributions.
+inline __m128 block_offsets4(const BlockQ4_1* x, const BlockQ8_1* y) {
+    return f16_products4(_mm_setr_epi16(short(x[0].m), short(x[1].m), short(x[2].m), short(x[3].m), short(y[0].s),
+                                        short(y[1].s), short(y[2].s), short(y[3].s)));
+}
+
+// Scale of block k (of 4) in lanes 0-7 and of block k+1 in lanes 8-15.
+inline __m512 scale_pair(__m512 scales4, int k) {
+    const __m512i index = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 1), 1);
+    return _mm512_permutexvar_ps(index, scales4);
+}
+
+template <typename F>
+float legacy_vec_dot(int64_t n, const void* vx, const void* vy) {
+    const auto* x = static_cast<const typename F::X*>(vx);
+    const auto* y = static_cast<const typename F::Y*>(vy);
+    const int64_t nb = n / kQK;
+    // Two accumulators (blocks 4i, 4i+1 and 4i+2, 4i+3) so that the FMA latency does not bound the loop.
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 acc_tail = _mm256_setzero_ps();
+    __m128 offsets = _mm_setzero_ps();  // Q4_1: m * s per block, 4 lanes
+    float offsets_tail = 0;
+    int64_t ib = 0;
+    for (; ib + 4 <= nb; ib += 4) {
+        if constexpr (requires { x[0].m; }) offsets = _mm_add_ps(offsets, block_offsets4(x + ib, y + ib));
+        const __m512 scales = block_scales4(x + ib, y + ib);
+        for (int k = 0; k < 4; k += 2) {
+            const __m512i lanes = dot_biased(F::levels(x[ib + k], x[ib + k + 1]),
+                                             load32x2(y[ib + k].qs, y[ib + k + 1].qs), F::kBias);
+            acc[k / 2] = _mm512_fmadd_ps(scale_pair(scales, k), _mm512_cvtepi32_ps(lanes), acc[k / 2]);
+        }
+    }
+    for (; ib < nb; ++ib) {
+        const __m256i lanes = dot_biased(F::levels(x[ib]), load32(y[ib].qs), F::kBias);
+        const float d = _cvtsh_ss(x[ib].d) * _cvtsh_ss(y[ib].d);
+        acc_tail = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc_tail);
+    }
+    if constexpr (requires { x[0].m; }) {
+        for (ib = nb / 4 * 4; ib < nb; ++ib) offsets_tail += _cvtsh_ss(x[ib].m) * _cvtsh_ss(y[ib].s);
+    }
+    offsets = _mm_add_ps(offsets, _mm_movehl_ps(offsets, offsets));
+    offsets = _mm_add_ss(offsets, _mm_movehdup_ps(offsets));
+    return hsum8(_mm256_add_ps(fold(_mm512_add_ps(acc[0], acc[1])), acc_tail)) + (_mm_cvtss_f32(offsets) + offsets_tail);
+}
+
+// ---- K-quants: the AVX2 kernels' integer lanes (Q6_K 64 values per instruction, Q4_K/Q5_K 32) ----
+
+inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
+
+// acc += d * float(lanes), one rounding per lane.
+inline __m256 fma_lanes(float d, __m256i lanes, __m256 acc) {
+    return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+}
+
+// int32 lanes 4i..4i+3 from element first + i of `table` (4 sub-blocks of 16 values).
+inline __m512i spread4(__m512i table, int first) {
+    const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(first),
+                                           _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+    return _mm512_permutexvar_epi32(index, table);
+}
+
+// sum + lanes * scale per int32 lane, as int16 pair products: |lanes| < 2^15, and each scale
+// lane holds an int16 in its low half and 0 in its high half. (A multiply then an add rather than
+// vpdpwssd: chained through `sum`, its 5-cycle latency would bound the loop.)
+inline __m512i add_scaled(__m512i sum, __m512i lanes, __m512i scale) {
+    return _mm512_add_epi32(sum, _mm512_madd_epi16(lanes, scale));
+}
+
+// The 8 six-bit scales (bytes 0-7) and minimums (bytes 8-15) of a Q4_K/Q5_K super-block.
+inline __m128i k4_scales_mins(const uint8_t* packed) {
+    uint32_t w[3];
+    std::memcpy(w, packed, sizeof w);
+    const uint32_t six = 0x3f3f3f3f, lo = 0x0f0f0f0f, top = 0x03030303;
+    return _mm_set_epi32(int(((w[2] >> 4) & lo) | (((w[1] >> 6) & top) << 4)), int(w[1] & six),
+                         int((w[2] & lo) | (((w[0] >> 6) & top) << 4)), int(w[0] & six));
+}
+
+// Minimums times the activation sums of their sub-blocks: 4 int32 lanes of 2 sub-blocks each.
+inline __m128i k4_min_products(__m128i scales_mins, const int16_t* bsums) {
+    const __m256i b = load32(bsums);
+    const __m128i per32 = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    return _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_unpackhi_epi64(scales_mins, scales_mins)), per32);
+}
+
+// Q4_K and Q5_K in 256-bit vectors: the AVX2 kernels with vpdpwssd folding each scale multiply
+// and its add. (512-bit versions need fewer instructions but ran no faster here: they save too
+// few per value to pay for the 512-bit ports and clocks.)
+template <typename Block>
+float k4_vec_dot(int64_t n, const void* vx, const void* vy) {
+    const auto* xs = static_cast<const Block*>(vx);
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    constexpr bool kFifthBit = requires(const Block& b) { b.qh; };
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    float mins = 0;
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+        const Block& x = xs[i];
+        const BlockQ8_K& y = ys[i];
+        const float d = y.d * half_to_float(x.d);
+        const float dmin = -y.d * half_to_float(x.dmin);
+        const __m128i sm = k4_scales_mins(x.scales);
+        __m128i m = k4_min_products(sm, y.bsums);
+        if constexpr (kFifthBit) {  // Q5_K sums the minimums in integers, as ggml's AVX2 kernel does
+            m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+            m = _mm_add_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+            mins += dmin * float(_mm_cvtsi128_si32(m));
+        } else {
+            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(m), acc_m);
+        }
+        const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));  // 8 int16 scales, twice
+        const __m256i m4 = _mm256_set1_epi8(0x0F);
+        __m256i sum_lo = _mm256_setzero_si256(), sum_hi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            const __m256i q = load32(x.qs + 32 * j);
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if constexpr (kFifthBit) {  // bit 2j of qh for the low nibbles, 2j+1 for the high ones
+                const __m256i qh = load32(x.qh);
+                const __m256i one = _mm256_set1_epi8(1);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one), 4));
+            }
+            const __m256i p_lo = _mm256_maddubs_epi16(lo, load32(y.qs + 64 * j));
+            const __m256i p_hi = _mm256_maddubs_epi16(hi, load32(y.qs + 64 * j + 32));
+            const __m256i scale_lo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(short(0x0100 + 0x0202 * (2 * j))));
+            const __m256i scale_hi = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(short(0x0100 + 0x0202 * (2 * j + 1))));
+            sum_lo = _mm256_dpwssd_epi32(sum_lo, p_lo, scale_lo);
+            sum_hi = _mm256_dpwssd_epi32(sum_hi, p_hi, scale_hi);
+        }
+        acc = fma_lanes(d, _mm256_add_epi32(sum_lo, sum_hi), acc);
+    }
+    acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+    return kFifthBit ? hsum8(acc) + mins : hsum8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+float q6_k_vec_dot(int64_t n, const void* vx, const void* vy) {
+    const auto* xs = static_cast<const BlockQ6_K*>(vx);
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+        const BlockQ6_K& x = xs[i];
+        const BlockQ8_K& y = ys[i];
+        const float d = y.d * half_to_float(x.d);
+        // Signed scales as (int16, 0) pairs for vpdpwssd.
+        const __m512i scales = _mm512_cvtepu16_epi32(_mm256_cvtepi8_epi16(load16(x.scales)));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int j = 0; j < 2; ++j) {
+            const __m512i ql = load64(x.ql + 64 * j);
+            const __m256i qh = load32(x.qh + 32 * j);
+            // Values 0-63 of this half: low nibbles of ql plus qh bit pairs 0 (bytes 0-31) and 1
+            // (bytes 32-63); values 64-127: high nibbles plus bit pairs 2 and 3.
+            const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            const __m512i m3 = _mm512_set1_epi8(3), m15 = _mm512_set1_epi8(0x0F);
+            const __m512i a = _mm512_or_si512(_mm512_and_si512(ql, m15), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
+            const __m512i b = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m15),
+                                              _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
+            const __m512i la = dot_biased(a, load64(y.qs + 128 * j), 32);
+            const __m512i lb = dot_biased(b, load64(y.qs + 128 * j + 64), 32);
+            sumi = add_scaled(sumi, la, spread4(scales, 8 * j));
+            sumi = add_scaled(sumi, lb, spread4(scales, 8 * j + 4));
+        }
+        acc = fma_lanes(d, fold(sumi), acc);
+    }
+    return hsum8(acc);
+}
+
+}  // namespace
+
+namespace avx512 {
+
+void register_quant_kernels(TraitsTable& t) {
+    auto row = [&](TensorType type) -> TypeTraits& { return t[size_t(type)]; };
+    row(TensorType::Q4_0).vec_dot = legacy_vec_dot<Q4_0Format>;
+    row(TensorType::Q4_1).vec_dot = legacy_vec_dot<Q4_1Format>;
+    row(TensorType::Q5_0).vec_dot = legacy_vec_dot<Q5_0Format>;
+    row(TensorType::Q8_0).vec_dot = legacy_vec_dot<Q8_0Format>;
+    row(TensorType::IQ4_NL).vec_dot = legacy_vec_dot<IQ4_NLFormat>;
+    row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
+    row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
+    row(TensorType::Q6_K).vec_dot = q6_k_vec_dot;
+}
+
+}  // namespace avx512
+}  // namespace qllm
