@@ -17,7 +17,7 @@ namespace {
 
 struct Features {
     bool avx2 = false, fma = false, f16c = false;
-    bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512vnni = false;
     bool neon = false, dotprod = false;
 };
 
@@ -31,6 +31,7 @@ Features detect() {
     f.avx512f = __builtin_cpu_supports("avx512f");
     f.avx512bw = __builtin_cpu_supports("avx512bw");
     f.avx512vl = __builtin_cpu_supports("avx512vl");
+    f.avx512dq = __builtin_cpu_supports("avx512dq");
     f.avx512vnni = __builtin_cpu_supports("avx512vnni");
 #elif defined(__aarch64__)
     f.neon = true;
@@ -54,7 +55,8 @@ bool can_run(Isa isa) {
         case Isa::Scalar: return true;
 #if defined(QLLM_HAVE_X86)
         case Isa::Avx2: return f.avx2 && f.fma && f.f16c;
-        case Isa::Avx512: return f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni && f.avx2 && f.fma && f.f16c;
+        case Isa::Avx512:
+            return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c;
 #endif
 #if defined(QLLM_HAVE_NEON)
         case Isa::Neon: return f.neon && f.dotprod;
@@ -143,6 +145,7 @@ std::string cpu_features() {
     add(f.avx512f, "avx512f");
     add(f.avx512bw, "avx512bw");
     add(f.avx512vl, "avx512vl");
+    add(f.avx512dq, "avx512dq");
     add(f.avx512vnni, "avx512vnni");
     add(f.neon, "neon");
     add(f.dotprod, "dotprod");

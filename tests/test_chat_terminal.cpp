@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <regex>
 #include <string>
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "model/model.h"
+#include "model/synth.h"
 #include "support.h"
 
 namespace qllm {
@@ -113,6 +115,43 @@ TEST(ChatTerminal, TwoTurnsClearInterruptBye) {
     ASSERT_TRUE(term.wait_for(">>> ", mark));
 
     mark = term.screen().size();
+    term.type("/bye\n");
+    EXPECT_EQ(term.exit_code(), 0) << term.screen();
+}
+
+// A synthetic model whose vocabulary has ChatML's control tokens and whose file carries the
+// ChatML template: the model's own template is used, and a turn evaluates only its new tokens.
+TEST(ChatTerminal, SyntheticChatmlModelReusesTheCache) {
+    test::TempDir dir;
+    const std::string path = (dir / "chat.gguf").string();
+    SynthOptions so;
+    so.type = TensorType::F32;
+    so.layers = 2;
+    so.chat = true;
+    write_synth_model(*find_synth_shape("tiny"), so, path);
+
+    Terminal term({QLLM_BINARY, "chat", "-m", path, "--temp", "0", "-n", "8", "--ignore-eos"});
+    ASSERT_TRUE(term.started());
+    ASSERT_TRUE(term.wait_for(">>> ", 0)) << term.screen();
+    size_t mark = term.screen().size();
+    term.type("first question\n");
+    ASSERT_TRUE(term.wait_for(">>> ", mark)) << term.screen();
+    auto model = Model::load(path, Model::Mode::VocabOnly);
+    const auto first = model->tokenizer().encode(
+        "<|im_start|>user\nfirst question<|im_end|>\n<|im_start|>assistant\n", model->vocab().add_bos, true);
+    EXPECT_EQ(evaluated_after(term.screen(), mark), int64_t(first.size())) << term.screen().substr(mark);
+
+    mark = term.screen().size();
+    term.type("second question\n");
+    ASSERT_TRUE(term.wait_for(">>> ", mark)) << term.screen();
+    const auto added = model->tokenizer().encode(
+        "<|im_end|>\n<|im_start|>user\nsecond question<|im_end|>\n<|im_start|>assistant\n", false, true);
+    EXPECT_EQ(evaluated_after(term.screen(), mark), int64_t(added.size())) << term.screen().substr(mark);
+    // The markers are single control tokens of this vocabulary.
+    const TokenId im_start = model->vocab().find("<|im_start|>");
+    ASSERT_GE(im_start, 0);
+    EXPECT_NE(std::find(added.begin(), added.end(), im_start), added.end());
+
     term.type("/bye\n");
     EXPECT_EQ(term.exit_code(), 0) << term.screen();
 }

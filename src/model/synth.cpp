@@ -66,7 +66,12 @@ std::vector<std::string> make_pieces(size_t count) {
     return pieces;
 }
 
-void add_vocabulary(gguf::Writer& w, int64_t n_vocab) {
+// ChatML, as Qwen models carry it in tokenizer.chat_template.
+constexpr const char* kChatmlTemplate =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
+    "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+void add_vocabulary(gguf::Writer& w, int64_t n_vocab, bool chat) {
     std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
     std::vector<int32_t> kinds = {int32_t(TokenKind::Unknown), int32_t(TokenKind::Control), int32_t(TokenKind::Control)};
     for (int b = 0; b < 256; ++b) {
@@ -75,11 +80,19 @@ void add_vocabulary(gguf::Writer& w, int64_t n_vocab) {
     }
     if (n_vocab < int64_t(tokens.size()) + 1) fail("a synthetic vocabulary needs at least {} tokens", tokens.size() + 1);
     std::vector<float> scores(tokens.size(), 0.0f);
-    for (auto& piece : make_pieces(size_t(n_vocab) - tokens.size())) {
+    const std::vector<std::string> chat_tokens = chat ? std::vector<std::string>{"<|im_start|>", "<|im_end|>"}
+                                                      : std::vector<std::string>{};
+    for (auto& piece : make_pieces(size_t(n_vocab) - tokens.size() - chat_tokens.size())) {
         scores.push_back(-float(tokens.size()));
         tokens.push_back(std::move(piece));
         kinds.push_back(int32_t(TokenKind::Normal));
     }
+    for (const auto& t : chat_tokens) {
+        scores.push_back(0.0f);
+        tokens.push_back(t);
+        kinds.push_back(int32_t(TokenKind::Control));
+    }
+    if (chat) w.set("tokenizer.chat_template", gguf::Value::string(kChatmlTemplate));
     w.set("tokenizer.ggml.model", gguf::Value::string("llama"));
     w.set("tokenizer.ggml.tokens", gguf::Value::string_array(std::move(tokens)));
     w.set("tokenizer.ggml.scores", gguf::Value::f32_array(scores));
@@ -142,7 +155,7 @@ void write_synth_model(const SynthShape& shape, const SynthOptions& options, con
     w.set("llama.rope.freq_base", gguf::Value::f32(shape.rope_base));
     w.set("llama.attention.layer_norm_rms_epsilon", gguf::Value::f32(1e-5f));
     w.set("llama.vocab_size", gguf::Value::u32(uint32_t(shape.n_vocab)));
-    add_vocabulary(w, shape.n_vocab);
+    add_vocabulary(w, shape.n_vocab, options.chat);
 
     // A matrix (n_in inputs, n_out rows) of the model's weight type, scaled so activations stay O(1).
     auto matrix = [&](const std::string& name, int64_t n_in, int64_t n_out) {

@@ -27,6 +27,7 @@ struct SynthOptions {
     TensorType type = TensorType::F16;  // of the 2-D weights; norms stay f32
     uint64_t seed = 42;
     int64_t layers = 0;                 // 0: the shape's own count
+    bool chat = false;                  // add ChatML's <|im_start|>/<|im_end|> tokens and template
 };
 
 // Writes the model atomically. Weights are deterministic in (shape, seed) and heavy-tailed:

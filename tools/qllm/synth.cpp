@@ -15,6 +15,7 @@ struct SynthCliOptions {
     uint64_t seed = 42;
     int64_t layers = 0;
     bool list = false;
+    bool chat = false;
 };
 
 int synth(const SynthCliOptions& opt) {
@@ -39,6 +40,7 @@ int synth(const SynthCliOptions& opt) {
     so.type = *type;
     so.seed = opt.seed;
     so.layers = opt.layers;
+    so.chat = opt.chat;
     const auto t0 = std::chrono::steady_clock::now();
     write_synth_model(*shape, so, opt.output);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -63,6 +65,7 @@ void add_synth(CLI::App& app, Action& action) {
     cmd->add_option("--seed", opt->seed, "random seed")->capture_default_str();
     cmd->add_option("--layers", opt->layers, "number of layers (default: the shape's)");
     cmd->add_flag("--list", opt->list, "list the shapes");
+    cmd->add_flag("--chat", opt->chat, "add ChatML tokens and chat template (for chat tests)");
     cmd->callback([&action, opt] { action = [opt] { return synth(*opt); }; });
 }
 
