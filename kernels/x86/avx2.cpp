@@ -12,6 +12,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
+#include "kernels/x86/avx2_helpers.h"
 #include "qllm/half.h"
 
 namespace qllm {
@@ -22,14 +23,6 @@ void register_kquant_kernels(TraitsTable& t);  // avx2_kquants.cpp
 
 namespace {
 
-// Sums 8 lanes as ref::reduce_lanes8 does: 4+4, 2+2, 1+1.
-inline float hsum8(__m256 v) {
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
 inline float hmax8(__m256 v) {
     __m128 r = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     r = _mm_max_ps(r, _mm_movehl_ps(r, r));
@@ -37,16 +30,8 @@ inline float hmax8(__m256 v) {
     return _mm_cvtss_f32(r);
 }
 
-inline int hsum8_i32(__m256i v) {
-    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    r = _mm_add_epi32(r, _mm_unpackhi_epi64(r, r));
-    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(r);
-}
-
 // Local f16/bf16 conversions (F16C is exact and rounds to nearest even, like qllm/half.h); the
 // header's inline functions are avoided so no copy of them is compiled with this file's flags.
-inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
 inline f16_t float_to_half(float f) { return f16_t(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)); }
 inline float bf16_to_float_scalar(bf16_t h) {
     const uint32_t bits = uint32_t(h) << 16;

@@ -14,21 +14,10 @@
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
+#include "kernels/x86/avx2_helpers.h"
 
 namespace qllm {
 namespace {
-
-inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
-
-// Sums 8 lanes as ref::reduce_lanes8 does: 4+4, 2+2, 1+1.
-inline float hsum8(__m256 v) {
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Bytes of each 16-bit element shifted right by `bits`, masked to `mask`.
 inline __m256i bits_at(__m256i v, int bits, char mask) {

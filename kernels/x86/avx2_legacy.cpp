@@ -13,26 +13,10 @@
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
+#include "kernels/x86/avx2_helpers.h"
 
 namespace qllm {
 namespace {
-
-inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
-
-// Sums 8 lanes as ref::reduce_lanes8 does: 4+4, 2+2, 1+1.
-inline float hsum8(__m256 v) {
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-inline int hsum8_i32(__m256i v) {
-    __m128i r = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    r = _mm_add_epi32(r, _mm_unpackhi_epi64(r, r));
-    r = _mm_add_epi32(r, _mm_shuffle_epi32(r, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(r);
-}
 
 // 16 bytes of nibbles to 32 bytes in value order: the low nibbles (values 0-15), then the high.
 inline __m256i unpack_nibbles(const uint8_t* qs) {
@@ -67,8 +51,6 @@ inline __m256i dot_i8_i8(__m256i x, __m256i y) {
 inline __m256 fma_lanes(float d, __m256i lanes, __m256 acc) {
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
 }
-
-inline __m256i load32(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
 
 // ---- Q4_0: d * (q - 8) ----
 

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -76,6 +77,11 @@ void set_threads(int n) {
 std::string read_prompt(const std::string& prompt, const std::string& file) {
     std::string text = prompt;
     if (!file.empty()) {
+        // A FIFO or a device could block or never end: prompts come from regular files.
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(file, ec)) fail("{}: not a regular file", file);
+        constexpr uintmax_t kMaxPromptBytes = 256u << 20;
+        if (std::filesystem::file_size(file, ec) > kMaxPromptBytes) fail("{}: larger than 256 MiB", file);
         std::ifstream in(file, std::ios::binary);
         if (!in) fail("{}: cannot open prompt file", file);
         std::stringstream ss;

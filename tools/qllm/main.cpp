@@ -2,6 +2,7 @@
 // errors go to stderr. Exit codes: 0 success, 1 runtime error, 2 usage error.
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
 #include <string>
 #include <vector>
 #include <new>
@@ -11,6 +12,22 @@
 #include "commands.h"
 #include "kernels/cpu.h"
 #include "qllm/error.h"
+
+namespace {
+
+// One line whatever the message quotes from a file: control characters are escaped.
+std::string one_line(std::string_view message) {
+    std::string out;
+    for (const char c : message) {
+        if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) out += fmt::format("\\x{:02X}", static_cast<unsigned char>(c));
+        else out += c;
+    }
+    return out;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"qllm: a CPU inference engine for quantized GGUF language models", "qllm"};
@@ -49,12 +66,10 @@ int main(int argc, char** argv) {
     try {
         qllm::active_isa();  // choose the kernels now, so a bad QLLM_ISA is reported cleanly
         return action();
-    } catch (const qllm::Error& e) {
-        fmt::print(stderr, "qllm: error: {}\n", e.what());
     } catch (const std::bad_alloc&) {
         fmt::print(stderr, "qllm: error: out of memory\n");
     } catch (const std::exception& e) {
-        fmt::print(stderr, "qllm: error: {}\n", e.what());
+        fmt::print(stderr, "qllm: error: {}\n", one_line(e.what()));
     }
     return 1;
 }
