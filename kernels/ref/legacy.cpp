@@ -137,18 +137,24 @@ float q4_0_vec_dot(int64_t n, const void* vx, const void* vy) {
     return sumf;
 }
 
+// Smallest and largest value of a block, as the offset formats (Q4_1, Q5_1) need them.
+static void block_min_max(const float* x, float& min, float& max) {
+    min = FLT_MAX;
+    max = -FLT_MAX;
+    for (int j = 0; j < kQK; ++j) {
+        if (x[j] < min) min = x[j];
+        if (x[j] > max) max = x[j];
+    }
+}
+
 // ---- Q4_1 ----
 
 void q4_1_from_float(const float* src, void* dst, int64_t n) {
     auto* y = static_cast<BlockQ4_1*>(dst);
     for (int64_t i = 0; i < n / kQK; ++i) {
         const float* x = src + i * kQK;
-        float min = FLT_MAX;
-        float max = -FLT_MAX;
-        for (int j = 0; j < kQK; ++j) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
+        float min, max;
+        block_min_max(x, min, max);
         const float d = (max - min) / 15;
         const float id = d != 0 ? 1.0f / d : 0.0f;
         y[i].d = f32_to_f16(d);
@@ -276,12 +282,8 @@ void q5_1_from_float(const float* src, void* dst, int64_t n) {
     auto* y = static_cast<BlockQ5_1*>(dst);
     for (int64_t i = 0; i < n / kQK; ++i) {
         const float* x = src + i * kQK;
-        float min = FLT_MAX;
-        float max = -FLT_MAX;
-        for (int j = 0; j < kQK; ++j) {
-            if (x[j] < min) min = x[j];
-            if (x[j] > max) max = x[j];
-        }
+        float min, max;
+        block_min_max(x, min, max);
         const float d = (max - min) / 31;
         const float id = d != 0 ? 1.0f / d : 0.0f;
         y[i].d = f32_to_f16(d);
