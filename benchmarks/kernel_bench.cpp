@@ -4,12 +4,17 @@
 // Every benchmark first checks its result against the scalar reference, then times.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
+
+#include <omp.h>
 
 #include "kernels/cpu.h"
 
@@ -62,8 +67,19 @@ Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t tokens
     return p;
 }
 
+// As the engine multiplies: batches through the format's GEMM kernel where it has one, in
+// chunks of rows as ops::matmul makes them; single tokens (and formats without one) by one vec_dot per row and token.
 void multiply(const TypeTraits& k, const Problem& p, std::vector<float>& out) {
     out.resize(size_t(p.rows * p.tokens));
+    if (k.gemm && p.tokens > 1) {
+        const int64_t chunk = std::max<int64_t>(16, p.rows / (4 * omp_get_max_threads()) / 16 * 16);
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t r = 0; r < p.rows; r += chunk) {
+            k.gemm(p.cols, p.weights.data() + size_t(r) * p.w_row, p.w_row, std::min(chunk, p.rows - r),
+                   p.activations.data(), p.a_row, p.tokens, out.data() + r, p.rows);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < p.rows; ++r) {
         for (int64_t t = 0; t < p.tokens; ++t) {
@@ -73,7 +89,10 @@ void multiply(const TypeTraits& k, const Problem& p, std::vector<float>& out) {
     }
 }
 
-bool matches_reference(TensorType type, const TypeTraits& k, const Problem& p, std::string& why) {
+// Checked on the first 8 tokens: the scalar reference over a whole batch takes minutes.
+bool matches_reference(TensorType type, const TypeTraits& k, const Problem& full, std::string& why) {
+    Problem p = full;
+    p.tokens = std::min<int64_t>(p.tokens, 8);
     std::vector<float> ours, ref;
     multiply(k, p, ours);
     multiply(reference_table()[size_t(type)], p, ref);
@@ -86,9 +105,18 @@ bool matches_reference(TensorType type, const TypeTraits& k, const Problem& p, s
     return true;
 }
 
+// Problems are made once and shared by every ISA (the reference K-quant quantizers are slow).
+const Problem& problem(TensorType type, int64_t rows, int64_t cols, int64_t tokens) {
+    static std::map<std::tuple<TensorType, int64_t, int64_t, int64_t>, Problem> cache;
+    const auto key = std::make_tuple(type, rows, cols, tokens);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, make_problem(type, rows, cols, tokens)).first;
+    return it->second;
+}
+
 void run(benchmark::State& state, Isa isa, TensorType type, int64_t rows, int64_t cols, int64_t tokens) {
     const TypeTraits& k = kernels_for(isa)[size_t(type)];
-    const Problem p = make_problem(type, rows, cols, tokens);
+    const Problem& p = problem(type, rows, cols, tokens);
     std::string why;
     if (!matches_reference(type, k, p, why)) {
         state.SkipWithError(("wrong result: " + why).c_str());

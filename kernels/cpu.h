@@ -27,6 +27,7 @@ std::string cpu_features();
 // Per-ISA registration, each in its own translation unit compiled with its own flags.
 void register_avx2_kernels(TraitsTable& table);
 void register_avx512_kernels(TraitsTable& table);
+void register_avx512_gemm(TraitsTable& table);  // batched products (avx512_gemm.cpp)
 void register_neon_kernels(TraitsTable& table);
 
 }  // namespace qllm

@@ -7,6 +7,9 @@
 #include "kernels/cpu.h"
 #include "qllm/error.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -27,7 +30,9 @@ Features detect() {
     __builtin_cpu_init();
     f.avx2 = __builtin_cpu_supports("avx2");
     f.fma = __builtin_cpu_supports("fma");
-    f.f16c = __builtin_cpu_supports("f16c");
+    // CPUID.1:ECX.F16C[bit 29]: clang's __builtin_cpu_supports has no "f16c" (GCC's has).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    f.f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
     f.avx512f = __builtin_cpu_supports("avx512f");
     f.avx512bw = __builtin_cpu_supports("avx512bw");
     f.avx512vl = __builtin_cpu_supports("avx512vl");
@@ -69,7 +74,10 @@ TraitsTable build(Isa isa) {
     TraitsTable table = reference_table();
 #if defined(QLLM_HAVE_X86)
     if (isa == Isa::Avx2 || isa == Isa::Avx512) register_avx2_kernels(table);
-    if (isa == Isa::Avx512) register_avx512_kernels(table);
+    if (isa == Isa::Avx512) {
+        register_avx512_kernels(table);
+        register_avx512_gemm(table);
+    }
 #endif
 #if defined(QLLM_HAVE_NEON)
     if (isa == Isa::Neon) register_neon_kernels(table);

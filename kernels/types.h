@@ -27,6 +27,11 @@ using FromFloatFn = void (*)(const float* src, void* dst, int64_t n);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
 // Dot product of one weight row `x` with one activation row `y` already in vec_dot_type.
 using VecDotFn = float (*)(int64_t n, const void* x, const void* y);
+// Many weight rows times many activation rows (prompt processing): out[t * ld_out + r] =
+// row r of `w` · activation row t, for r < n_rows, t < n_tok. Equal to vec_dot up to float
+// summation order.
+using GemmFn = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act,
+                        size_t act_row_bytes, int64_t n_tok, float* out, int64_t ld_out);
 
 struct TypeTraits {
     std::string_view name;      // ggml's lowercase name, e.g. "q4_K"
@@ -38,6 +43,7 @@ struct TypeTraits {
     QuantizeFn quantize = nullptr;      // quantization used when writing files (imatrix-aware)
     VecDotFn vec_dot = nullptr;         // weight row · activation row
     TensorType vec_dot_type = TensorType::F32;  // the activation format vec_dot pairs with
+    GemmFn gemm = nullptr;              // optional: batches of tokens (the ISA tables only)
 
     bool known() const { return type_size != 0; }
     // Bytes of a row of n values; n must be a multiple of block_size.

@@ -50,7 +50,9 @@ void quantize_block(const float* x, const float* importance, BlockIQ4_NL& y) {
             sumqx += weight[j] * q * x[j];
             sumq2 += weight[j] * q * q;
         }
-        d = sumqx / sumq2;
+        // All weights zero (importance 0 over the block): ggml's 0/0 gives a NaN scale, which
+        // poisons every dot product with the row; keep the amax scale instead.
+        if (sumq2 > 0) d = sumqx / sumq2;
         float best = d * sumqx;
         for (int itry = -kScaleTries; itry <= kScaleTries; ++itry) {
             id = float(itry + values[0]) / max;

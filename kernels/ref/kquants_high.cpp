@@ -18,17 +18,6 @@ using namespace detail;
 
 // ---- Q4_K / Q5_K: 8 sub-blocks of 32 with 6-bit scales and minimums ----
 
-// Scale and minimum of sub-block j; see BlockQ4_K for the packing.
-void get_scale_min_k4(int j, const uint8_t* q, int& scale, int& min) {
-    if (j < 4) {
-        scale = q[j] & 63;
-        min = q[j + 4] & 63;
-    } else {
-        scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 // Inverse of get_scale_min_k4; sub-blocks must be set in order 0..7 on zeroed-or-overwritten bytes.
 void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* q) {
     if (j < 4) {
@@ -46,19 +35,20 @@ void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* q) {
 template <int kMaxLevel>
 void qkx_ref_scales(const float* x, uint8_t* L, uint8_t* packed_scales, f16_t& d, f16_t& dmin, float rmin,
                     int nstep) {
-    uint8_t Laux[32];
-    float weights[32];
+    float weights[kQK_K];
     float mins[kQK_K / 32];
     float scales[kQK_K / 32];
-    float max_scale = 0;  // scales are positive: the minimum is subtracted
-    float max_min = 0;
     for (int j = 0; j < kQK_K / 32; ++j) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, kMaxLevel, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
-                                     nstep, false);
+        for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+    }
+    // make_qkx2_quants on each of the 8 sub-blocks, all 8 at once.
+    make_qkx_quants_x8(32, kMaxLevel, x, weights, L, scales, mins, rmin, 0.1f, nstep, false);
+    float max_scale = 0;  // scales are positive: the minimum is subtracted
+    float max_min = 0;
+    for (int j = 0; j < kQK_K / 32; ++j) {
         max_scale = std::max(max_scale, scales[j]);
         max_min = std::max(max_min, mins[j]);
     }
@@ -78,10 +68,9 @@ void qkx_ref_scales(const float* x, uint8_t* L, uint8_t* packed_scales, f16_t& d
 template <int kMaxLevel>
 void qkx_importance_scales(const float* x, const float* qw_block, uint8_t* L, uint8_t* packed_scales, f16_t& d,
                            f16_t& dmin) {
-    uint8_t Laux[32];
     uint8_t Ls[kQK_K / 32];
     uint8_t Lm[kQK_K / 32];
-    float weights[32];
+    float weights[kQK_K];
     float sw[kQK_K / 32];
     float mins[kQK_K / 32];
     float scales[kQK_K / 32];
@@ -90,13 +79,14 @@ void qkx_importance_scales(const float* x, const float* qw_block, uint8_t* L, ui
     const float sigma2 = 2 * sum_x2 / kQK_K;
     for (int j = 0; j < kQK_K / 32; ++j) {
         const float* qw = qw_block + 32 * j;
-        for (int l = 0; l < 32; ++l) weights[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float* w = weights + 32 * j;
+        for (int l = 0; l < 32; ++l) w[l] = qw[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
         float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        for (int l = 0; l < 32; ++l) sumw += w[l];
         sw[j] = sumw;
-        scales[j] = make_qkx3_quants(32, kMaxLevel, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f,
-                                     36, false);
     }
+    // make_qkx3_quants on each of the 8 sub-blocks, all 8 at once.
+    make_qkx_quants_x8(32, kMaxLevel, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
     const float d_block = make_qp_quants(kQK_K / 32, 63, scales, Ls, sw);
     const float m_block = make_qp_quants(kQK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < kQK_K / 32; ++j) {
@@ -131,23 +121,16 @@ void q4_k_pack(const uint8_t* L, uint8_t* qs) {
 
 void q5_k_pack(const uint8_t* L, uint8_t* qs, uint8_t* qh) {
     std::memset(qh, 0, kQK_K / 8);
-    uint8_t m1 = 1, m2 = 2;
+    // Branch-free: whether a level is > 15 is a coin flip, and mispredicted branches dominated here.
+    int shift = 0;  // qh bit of the first of the two groups of 32
     for (int n = 0; n < kQK_K; n += 64) {
         for (int j = 0; j < 32; ++j) {
-            int l1 = L[n + j];
-            if (l1 > 15) {
-                l1 -= 16;
-                qh[j] |= m1;
-            }
-            int l2 = L[n + j + 32];
-            if (l2 > 15) {
-                l2 -= 16;
-                qh[j] |= m2;
-            }
-            qs[j] = uint8_t(l1 | (l2 << 4));
+            const int l1 = L[n + j], l2 = L[n + j + 32];
+            const int h1 = l1 > 15, h2 = l2 > 15;
+            qh[j] = uint8_t(qh[j] | (h1 << shift) | (h2 << (shift + 1)));
+            qs[j] = uint8_t((l1 - 16 * h1) | ((l2 - 16 * h2) << 4));
         }
-        m1 = uint8_t(m1 << 2);
-        m2 = uint8_t(m2 << 2);
+        shift += 2;
         qs += 32;
     }
 }
@@ -216,12 +199,15 @@ void q6_k_finish(const float* x, const float* scales, float max_scale, float max
 void q6_k_block(const float* x, const float* importance, BlockQ6_K& y) {
     int8_t L[kQK_K];
     float scales[kQK_K / 16];
+    // make_qx_quants(16, 32, ..., rmse_type 1) on each sub-block of 16, 8 at a time.
+    for (int half = 0; half < 2; ++half) {
+        make_qx_quants_x8(16, 32, x + 128 * half, importance ? importance + 128 * half : nullptr, L + 128 * half,
+                          scales + 8 * half);
+    }
     float max_scale = 0;  // signed: the scale of largest magnitude
     float max_abs_scale = 0;
     for (int ib = 0; ib < kQK_K / 16; ++ib) {
-        const float* qw = importance ? importance + 16 * ib : nullptr;
-        const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw);
-        scales[ib] = scale;
+        const float scale = scales[ib];
         const float abs_scale = std::fabs(scale);
         if (abs_scale > max_abs_scale) {
             max_abs_scale = abs_scale;
@@ -231,22 +217,6 @@ void q6_k_block(const float* x, const float* importance, BlockQ6_K& y) {
     q6_k_finish(x, scales, max_scale, max_abs_scale, L, y);
 }
 
-// Q6_K levels (-32..31) in value order.
-void q6_k_levels(const BlockQ6_K& x, int8_t* a) {
-    const uint8_t* ql = x.ql;
-    const uint8_t* qh = x.qh;
-    for (int j = 0; j < kQK_K; j += 128) {
-        for (int l = 0; l < 32; ++l) {
-            a[l + 0] = int8_t(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-            a[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            a[l + 64] = int8_t(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            a[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-        }
-        a += 128;
-        ql += 64;
-        qh += 32;
-    }
-}
 
 }  // namespace
 

@@ -36,11 +36,6 @@ void q2_k_requantize(const float* x, const BlockQ2_K& y, uint8_t* L) {
 
 // ---- Q3_K helpers ----
 
-// The 6-bit scale of sub-block j (0..63, stored with a +32 bias); see BlockQ3_K.
-int q3_k_scale(const uint8_t* scales, int j) {
-    const int low = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
-    return low | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4);
-}
 
 void q3_k_set_scale(uint8_t* scales, int j, int biased) {
     if (j < 8) scales[j] = uint8_t(biased & 0xF);
@@ -60,11 +55,13 @@ void q3_k_requantize_and_pack(const float* x, BlockQ3_K& y, int8_t* L) {
             L[16 * j + ii] = int8_t(std::max(-4, std::min(3, l)) + 4);
         }
     }
+    // Branch-free: whether a level is > 3 is a coin flip, and mispredicted branches dominated here.
     std::memset(y.hmask, 0, sizeof y.hmask);
-    for (int j = 0; j < kQK_K; ++j) {
-        if (L[j] > 3) {
-            y.hmask[j % 32] |= uint8_t(1 << (j / 32));
-            L[j] -= 4;
+    for (int g = 0; g < kQK_K / 32; ++g) {
+        for (int l = 0; l < 32; ++l) {
+            const int high = L[32 * g + l] > 3;
+            y.hmask[l] = uint8_t(y.hmask[l] | (high << g));
+            L[32 * g + l] = int8_t(L[32 * g + l] - 4 * high);
         }
     }
     pack_2bit_k(reinterpret_cast<const uint8_t*>(L), y.qs);
@@ -81,15 +78,18 @@ void q2_k_from_float(const float* src, void* dst, int64_t n) {
         const float* x = src + i * kQK_K;
         BlockQ2_K& y = blocks[i];
         uint8_t L[kQK_K];
-        uint8_t Laux[16];
-        float weights[16];
+        float weights[kQK_K];
         float mins[kQK_K / 16];
         float scales[kQK_K / 16];
+        for (int l = 0; l < kQK_K; ++l) weights[l] = std::fabs(x[l]);
+        // make_qkx2_quants on each sub-block of 16, 8 at a time.
+        for (int h = 0; h < 2; ++h) {
+            make_qkx_quants_x8(16, 3, x + 128 * h, weights + 128 * h, L + 128 * h, scales + 8 * h, mins + 8 * h, -0.5f,
+                               0.1f, 15, true);
+        }
         float max_scale = 0;  // scales are positive: the minimum is subtracted
         float max_min = 0;
         for (int j = 0; j < kQK_K / 16; ++j) {
-            for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             max_scale = std::max(max_scale, scales[j]);
             max_min = std::max(max_min, mins[j]);
         }
@@ -120,20 +120,24 @@ void q2_k_quantize(const float* src, void* dst, int64_t n, const float* importan
         const float* x = src + i * kQK_K;
         BlockQ2_K& y = blocks[i];
         uint8_t L[kQK_K];
-        uint8_t Laux[16];
         float mins[kQK_K / 16];
         float scales[kQK_K / 16];
         float sw[kQK_K / 16] = {};
-        float weight[16];
+        float weights[kQK_K];
         uint8_t Ls[kQK_K / 16], Lm[kQK_K / 16];
         float sumx2 = 0;
         for (int j = 0; j < kQK_K; ++j) sumx2 += x[j] * x[j];
         const float sigma2 = sumx2 / kQK_K;
         for (int j = 0; j < kQK_K / 16; ++j) {
             const float* qw = importance + kQK_K * i + 16 * j;
+            float* weight = weights + 16 * j;
             for (int l = 0; l < 16; ++l) weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
             for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-            scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        }
+        // make_qkx3_quants on each sub-block of 16, 8 at a time.
+        for (int h = 0; h < 2; ++h) {
+            make_qkx_quants_x8(16, 3, x + 128 * h, weights + 128 * h, L + 128 * h, scales + 8 * h, mins + 8 * h, -0.9f,
+                               0.05f, 36, false);
         }
         // The sub-block scales and minimums are themselves quantized to 4 bits, weighted by
         // each sub-block's total importance.
@@ -216,8 +220,9 @@ void q3_k_from_float(const float* src, void* dst, int64_t n) {
         float scales[kQK_K / 16];
         float max_scale = 0;  // signed: the scale of largest magnitude
         float amax = 0;
+        // make_q3_quants(16, 4, ..., do_rmse) on each sub-block of 16, 8 at a time.
+        for (int h = 0; h < 2; ++h) make_q3_quants_x8(16, 4, x + 128 * h, L + 128 * h, scales + 8 * h);
         for (int j = 0; j < kQK_K / 16; ++j) {
-            scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
             const float scale = std::fabs(scales[j]);
             if (scale > amax) {
                 amax = scale;
@@ -248,7 +253,7 @@ void q3_k_quantize(const float* src, void* dst, int64_t n, const float* importan
         BlockQ3_K& y = blocks[i];
         int8_t L[kQK_K];
         float scales[kQK_K / 16];
-        float weight[16];
+        float weights[kQK_K];
         float sw[kQK_K / 16];
         int8_t Ls[kQK_K / 16];
         float sumx2 = 0;
@@ -256,11 +261,15 @@ void q3_k_quantize(const float* src, void* dst, int64_t n, const float* importan
         const float sigma2 = 2 * sumx2 / kQK_K;
         for (int j = 0; j < kQK_K / 16; ++j) {
             const float* qw = importance + kQK_K * i + 16 * j;
+            float* weight = weights + 16 * j;
             for (int l = 0; l < 16; ++l) weight[l] = qw[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
             float sumw = 0;
             for (int l = 0; l < 16; ++l) sumw += weight[l];
             sw[j] = sumw;
-            scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+        }
+        // make_qx_quants(16, 4, ..., rmse_type 1, weights) on each sub-block, 8 at a time.
+        for (int h = 0; h < 2; ++h) {
+            make_qx_quants_x8(16, 4, x + 128 * h, weights + 128 * h, L + 128 * h, scales + 8 * h);
         }
         std::memset(y.scales, 0, sizeof y.scales);
         // The 16 signed sub-block scales share one f16 scale; Ls comes back biased by +32.

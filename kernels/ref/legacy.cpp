@@ -18,6 +18,14 @@ namespace {
 using detail::make_qkx3_quants;
 using detail::make_qx_quants;
 
+// Float to integer truncation as x86's cvttss2si does it: toward zero, and INT32_MIN for NaN and
+// values out of range. The level computations below narrow this to 8 bits, which is what their
+// plain (int8_t)/(uint8_t) casts compiled to on x86 (and in ggml): the same bytes, but defined
+// for NaN, Inf and scales whose inverse overflows (blocks of denormals), on every CPU.
+int32_t truncate_to_int32(float v) {
+    return v > -2147483648.0f && v < 2147483648.0f ? int32_t(v) : INT32_MIN;
+}
+
 // Packs 32 levels (values j and j+16 share a byte) into nibbles.
 void pack_nibbles(const uint8_t* levels, uint8_t* qs) {
     for (int j = 0; j < kQK / 2; ++j) qs[j] = uint8_t(levels[j] | (levels[j + kQK / 2] << 4));
@@ -89,7 +97,9 @@ void q4_0_from_float(const float* src, void* dst, int64_t n) {
         y[i].d = f32_to_f16(d);
         uint8_t levels[kQK];
         // The truncating cast of x*id + 8.5 rounds to nearest; the extreme maps to 16, hence the clamp.
-        for (int j = 0; j < kQK; ++j) levels[j] = uint8_t(std::min(15, int(int8_t(x[j] * id + 8.5f))));
+        for (int j = 0; j < kQK; ++j) {
+            levels[j] = uint8_t(std::min(15, int(int8_t(truncate_to_int32(x[j] * id + 8.5f)))));
+        }
         pack_nibbles(levels, y[i].qs);
     }
 }
@@ -160,7 +170,9 @@ void q4_1_from_float(const float* src, void* dst, int64_t n) {
         y[i].d = f32_to_f16(d);
         y[i].m = f32_to_f16(min);
         uint8_t levels[kQK];
-        for (int j = 0; j < kQK; ++j) levels[j] = uint8_t(std::min(15, int(int8_t((x[j] - min) * id + 0.5f))));
+        for (int j = 0; j < kQK; ++j) {
+            levels[j] = uint8_t(std::min(15, int(int8_t(truncate_to_int32((x[j] - min) * id + 0.5f)))));
+        }
         pack_nibbles(levels, y[i].qs);
     }
 }
@@ -222,7 +234,9 @@ void q5_0_from_float(const float* src, void* dst, int64_t n) {
         const float id = d != 0 ? 1.0f / d : 0.0f;
         y[i].d = f32_to_f16(d);
         uint8_t levels[kQK];
-        for (int j = 0; j < kQK; ++j) levels[j] = uint8_t(std::min(31, int(int8_t(x[j] * id + 16.5f))));
+        for (int j = 0; j < kQK; ++j) {
+            levels[j] = uint8_t(std::min(31, int(int8_t(truncate_to_int32(x[j] * id + 16.5f)))));
+        }
         pack_5bit(levels, y[i].qs, y[i].qh);
     }
 }
@@ -290,7 +304,7 @@ void q5_1_from_float(const float* src, void* dst, int64_t n) {
         y[i].m = f32_to_f16(min);
         uint8_t levels[kQK];
         // No clamp here (ggml has none): (x - min) * id stays below 31.5.
-        for (int j = 0; j < kQK; ++j) levels[j] = uint8_t((x[j] - min) * id + 0.5f);
+        for (int j = 0; j < kQK; ++j) levels[j] = uint8_t(truncate_to_int32((x[j] - min) * id + 0.5f));
         pack_5bit(levels, y[i].qs, y[i].qh);
     }
 }
@@ -362,7 +376,8 @@ void q8_0_from_float(const float* src, void* dst, int64_t n) {
         const float d = amax / 127;
         const float id = d != 0 ? 1.0f / d : 0.0f;
         y[i].d = f32_to_f16(d);
-        for (int j = 0; j < kQK; ++j) y[i].qs[j] = int8_t(std::round(x[j] * id));  // ties away from 0
+        // std::round: ties away from 0.
+        for (int j = 0; j < kQK; ++j) y[i].qs[j] = int8_t(truncate_to_int32(std::round(x[j] * id)));
     }
 }
 
@@ -404,7 +419,7 @@ void q8_1_from_float(const float* src, void* dst, int64_t n) {
         y[i].d = f32_to_f16(d);
         int sum = 0;
         for (int j = 0; j < kQK; ++j) {
-            y[i].qs[j] = int8_t(std::round(x[j] * id));
+            y[i].qs[j] = int8_t(truncate_to_int32(std::round(x[j] * id)));
             sum += y[i].qs[j];
         }
         y[i].s = f32_to_f16(float(sum) * d);

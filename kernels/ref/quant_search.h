@@ -50,6 +50,23 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
 // Returns 0 where ggml would return NaN (all weights zero); see the .cpp.
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* qw);
 
+// ---- Eight groups at once ----
+// The same searches on 8 consecutive groups of n <= 32 values (group g at x + g*n, its levels at
+// L + g*n, its result in scales[g]), each group's result identical to the single-group routine's.
+// Each group runs in its own SIMD lane, so every lane performs exactly the scalar routine's float
+// operations in the scalar order (sums over a group stay sequential); groups are independent, so
+// the quantizers of 256-value super-blocks get 8-way parallelism without changing a bit.
+
+// make_qkx2_quants / make_qkx3_quants (weights null: x^2); mins[g] gets the_min.
+void make_qkx_quants_x8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                        float* mins, float rmin, float rdelta, int nstep, bool use_mad);
+
+// make_qx_quants with rmse_type 1 (weights qw, or x^2 when qw is null).
+void make_qx_quants_x8(int n, int nmax, const float* x, const float* qw, int8_t* L, float* scales);
+
+// make_q3_quants with do_rmse.
+void make_q3_quants_x8(int n, int nmax, const float* x, int8_t* L, float* scales);
+
 // Index of the entry of the sorted table `values` (n entries) nearest to x.
 int best_index_int8(int n, const int8_t* values, float x);
 

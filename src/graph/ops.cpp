@@ -2,7 +2,13 @@
 #include "graph/ops.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kernels/ref/ref.h"
 #include "qllm/error.h"
@@ -11,10 +17,23 @@
 namespace qllm::ops {
 namespace {
 
+// Batches at least this long go through the format's GEMM kernel, if it has one; shorter ones
+// (token generation) through one vec_dot per row and token. Row chunks are multiples of kGemmRows.
+constexpr int64_t kGemmMinTokens = 4;
+constexpr int64_t kGemmRows = 16;
+
+int64_t max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 // exp(x) as the reference's vectorized softmax and SiLU compute it (a degree-5 polynomial on
 // the reduced argument, scaled by 2^n; within 1.5 ulp of expf). Using the same approximation
 // keeps our f16-rounded attention weights identical to the reference's.
-float vector_expf(float x) {
+[[gnu::always_inline]] inline float vector_expf(float x) {
     const float shifter = 0x1.8p23f;
     const float z = std::fma(x, 0x1.715476p+0f, shifter);
     const float n = z - shifter;
@@ -23,8 +42,22 @@ float vector_expf(float x) {
     const float u = b * b;
     const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
                              u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+    // j * 2^n: one correctly rounded product, as ldexp, while 2^n is a normal float.
+    if (n >= -126.0f && n <= 127.0f) return j * std::bit_cast<float>(uint32_t(int(n) + 127) << 23);
     return std::ldexp(j, int(n));
 }
+
+// x86 builds run on CPUs without FMA; the functions that evaluate vector_expf in bulk get a
+// second, FMA-instruction copy chosen at load time (std::fma is otherwise a library call).
+// Attention's loops gain from 256-bit vectors; AVX2 alone has no FMA, so no product-sum is
+// contracted and the results stay those of the default copy.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QLLM_FMA_CLONES [[gnu::target_clones("fma", "default")]]
+#define QLLM_AVX2_CLONES [[gnu::target_clones("avx2", "default")]]
+#else
+#define QLLM_FMA_CLONES
+#define QLLM_AVX2_CLONES
+#endif
 
 }  // namespace
 
@@ -66,8 +99,20 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, s
         act = scratch.data();
     }
 
-    const VecDotFn dot = wt.vec_dot;
     const size_t w_row = w.row_bytes();
+    if (wt.gemm && n_tokens >= kGemmMinTokens) {
+        // A few chunks of rows per thread, each against every token: the kernel unpacks each
+        // tile of rows once, and prepares the activations once per chunk.
+        const int64_t tasks = 4 * max_threads();
+        const int64_t chunk = std::max(kGemmRows, (n_out + tasks - 1) / tasks + kGemmRows - 1) / kGemmRows * kGemmRows;
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t r = 0; r < n_out; r += chunk) {
+            wt.gemm(n_in, w.data + size_t(r) * w_row, w_row, std::min(chunk, n_out - r), act, act_row, n_tokens,
+                    out + r, n_out);
+        }
+        return;
+    }
+    const VecDotFn dot = wt.vec_dot;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n_out; ++r) {
         const uint8_t* wr = w.data + size_t(r) * w_row;
@@ -100,7 +145,7 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopePa
     }
 }
 
-void softmax(float* x, int64_t n) {
+QLLM_FMA_CLONES void softmax(float* x, int64_t n) {
     float max = -INFINITY;
     for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
     // Blocks of 16 summed in float, blocks added in double: the reference's order.
@@ -114,46 +159,122 @@ void softmax(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos,
-               const AttentionParams& p, float* out, float* scores) {
+void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head_kv, int64_t head_dim,
+                 KvFloat& kv) {
+    const TypeTraits& f16 = traits(TensorType::F16);
+    const int64_t kv_dim = n_head_kv * head_dim;
+    kv.stride = (n_pos + 15) / 16 * 16;
+    kv.v.resize(size_t(n_pos * kv_dim));
+    f16.to_float(v_cache, kv.v.data(), n_pos * kv_dim);
+    kv.k_t.assign(size_t(kv_dim * kv.stride), 0.0f);
+    std::vector<float> row(static_cast<size_t>(kv_dim));
+    for (int64_t pos = 0; pos < n_pos; ++pos) {
+        f16.to_float(k_cache + pos * kv_dim, row.data(), kv_dim);
+        for (int64_t i = 0; i < kv_dim; ++i) kv.k_t[size_t(i * kv.stride + pos)] = row[size_t(i)];
+    }
+}
+
+namespace {
+
+// q · k for 16 positions at once (k_t: head_dim rows of `stride` positions), each in the
+// reference's order: 16 lanes by i mod 16, the pairwise tree, then the rest in double. Here the
+// lanes of one position are part[l][pos], so every step runs across positions, 8 at a time (a
+// vector of 8 floats, the compiler's vector extension: one AVX register, two SSE ones).
+using Floats8 = float __attribute__((vector_size(32)));
+
+[[gnu::always_inline]] inline Floats8 load8(const float* p) {
+    Floats8 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+[[gnu::always_inline]] inline void scores8(const float* q, const float* k_t, int64_t stride, int64_t head_dim, float* out) {
+    Floats8 part[16] = {};
+    const int64_t full = head_dim / 16 * 16;
+    for (int64_t i = 0; i < full; i += 16) {
+        for (int l = 0; l < 16; ++l) part[l] += q[i + l] * load8(k_t + (i + l) * stride);
+    }
+    for (int width = 8; width >= 1; width /= 2) {
+        for (int l = 0; l < width; ++l) part[l] += part[l + width];
+    }
+    if (full == head_dim) {
+        std::memcpy(out, &part[0], sizeof part[0]);
+        return;
+    }
+    for (int pos = 0; pos < 8; ++pos) {
+        double sum = part[0][pos];
+        for (int64_t i = full; i < head_dim; ++i) sum += double(q[i]) * double(k_t[i * stride + pos]);
+        out[pos] = float(sum);
+    }
+}
+
+// sum = sum of w[pos] * v[pos] over pos = start, start + 16, ... < end, in that order, for rows
+// of kVectors * 8 values `stride` apart; the sum stays in registers.
+template <int kVectors>
+[[gnu::always_inline]] inline void weighted_sum16(const float* w, const float* v, int64_t stride, int64_t start, int64_t end,
+                                                  float* sum) {
+    Floats8 acc[kVectors] = {};
+    for (int64_t pos = start; pos < end; pos += 16) {
+        for (int k = 0; k < kVectors; ++k) acc[k] += w[pos] * load8(v + pos * stride + 8 * k);
+    }
+    std::memcpy(sum, acc, sizeof acc);
+}
+
+}  // namespace
+
+QLLM_AVX2_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p, float* out,
+                                float* scores) {
     const int64_t head_dim = p.head_dim;
     const int64_t kv_dim = p.n_head_kv * head_dim;
     const int64_t group = p.n_head / p.n_head_kv;
     // Keys before `first` are outside the sliding window: masked, as -inf scores.
     const int64_t first = p.window > 0 ? std::max<int64_t>(0, n_pos - p.window) : 0;
-    f16_t q16[kMaxHeadDim];
+    float q_rounded[kMaxHeadDim];
     float lanes[16];
-    std::vector<float> out_lanes(size_t(head_dim) * 16);
+    std::vector<float> out_lanes(size_t(head_dim) * 16);  // [p mod 16][i]
     for (int64_t h = 0; h < p.n_head; ++h) {
         const int64_t kvh = h / group;
         // q meets the f16 K cache as f16, as in the reference.
-        for (int64_t i = 0; i < head_dim; ++i) q16[i] = f32_to_f16(q[h * head_dim + i]);
+        for (int64_t i = 0; i < head_dim; ++i) q_rounded[i] = f16_to_f32(f32_to_f16(q[h * head_dim + i]));
+        for (int64_t pos = 0; pos < n_pos; pos += 8) {
+            scores8(q_rounded, kv.k_t.data() + kvh * head_dim * kv.stride + pos, kv.stride, head_dim, scores + pos);
+        }
         for (int64_t pos = 0; pos < n_pos; ++pos) {
-            if (pos < first) {
-                scores[pos] = -INFINITY;
-                continue;
-            }
-            float s = ref::f16_vec_dot(head_dim, q16, k_cache + pos * kv_dim + kvh * head_dim);
+            float s = scores[pos];
             if (p.softcap > 0.0f) s = std::tanh(s * (1.0f / p.softcap)) * p.softcap;
-            scores[pos] = s * p.kq_scale;
+            scores[pos] = pos < first ? -INFINITY : s * p.kq_scale;
         }
         softmax(scores, n_pos);
         // out[i] = sum_p w[p] * v[p][i], the weights rounded to f16 where they meet V; summed in
         // 16 lanes by position (p mod 16) like the reference's transposed-V product.
-        std::fill(out_lanes.begin(), out_lanes.end(), 0.0f);
-        for (int64_t pos = first; pos < n_pos; ++pos) {
-            const float weight = f16_to_f32(f32_to_f16(scores[pos]));
-            const uint16_t* v = v_cache + pos * kv_dim + kvh * head_dim;
-            for (int64_t i = 0; i < head_dim; ++i) out_lanes[size_t(i * 16 + pos % 16)] += weight * f16_to_f32(v[i]);
+        for (int64_t pos = first; pos < n_pos; ++pos) scores[pos] = f16_to_f32(f32_to_f16(scores[pos]));
+        for (int64_t lane = 0; lane < 16; ++lane) {
+            // Positions of one lane in order, summed in registers when head_dim allows.
+            float* sum = out_lanes.data() + lane * head_dim;
+            const int64_t start = first + (lane - first % 16 + 16) % 16;
+            const float* v = kv.v.data() + kvh * head_dim;
+            if (head_dim == 64) {
+                weighted_sum16<8>(scores, v, kv_dim, start, n_pos, sum);
+            } else if (head_dim == 128) {
+                weighted_sum16<16>(scores, v, kv_dim, start, n_pos, sum);
+            } else if (head_dim == 256) {
+                weighted_sum16<32>(scores, v, kv_dim, start, n_pos, sum);
+            } else {
+                std::fill_n(sum, head_dim, 0.0f);
+                for (int64_t pos = start; pos < n_pos; pos += 16) {
+                    const float* v = kv.v.data() + pos * kv_dim + kvh * head_dim;
+                    for (int64_t i = 0; i < head_dim; ++i) sum[i] += scores[pos] * v[i];
+                }
+            }
         }
         for (int64_t i = 0; i < head_dim; ++i) {
-            std::copy_n(out_lanes.begin() + i * 16, 16, lanes);
+            for (int64_t l = 0; l < 16; ++l) lanes[l] = out_lanes[size_t(l * head_dim + i)];
             out[h * head_dim + i] = ref::reduce_lanes16(lanes);
         }
     }
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
+QLLM_FMA_CLONES void silu_mul(float* gate, const float* up, int64_t n) {
     for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + vector_expf(-gate[i])) * up[i];
 }
 

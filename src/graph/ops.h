@@ -38,11 +38,19 @@ struct AttentionParams {
     int64_t window;  // only keys less than this far behind the query, when > 0
 };
 
-// Causal grouped-query attention of one token's q (n_head, head_dim) over cached positions
-// [0, n_pos) of f16 K and V (n_pos, n_head_kv * head_dim). Writes out (n_head, head_dim).
-// `scores` needs n_pos floats.
-void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos,
-               const AttentionParams& p, float* out, float* scores);
+// One layer's cached K and V in float, converted once per batch from the f16 cache: K transposed
+// per KV head (k_t[(kv_head * head_dim + i) * stride + pos], stride a multiple of 16, zero
+// beyond the last position), V as cached (v[pos * n_head_kv * head_dim + ...]).
+struct KvFloat {
+    std::vector<float> k_t, v;
+    int64_t stride = 0;
+};
+void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head_kv, int64_t head_dim,
+                 KvFloat& kv);
+
+// Causal grouped-query attention of one token's q (n_head, head_dim) over positions [0, n_pos)
+// of kv. Writes out (n_head, head_dim). `scores` needs n_pos rounded up to 16 floats.
+void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p, float* out, float* scores);
 
 void softmax(float* x, int64_t n);                            // in place, max-subtracted
 void silu_mul(float* gate, const float* up, int64_t n);       // gate = silu(gate) * up

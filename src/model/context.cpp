@@ -3,6 +3,8 @@
 #include "model/context.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "graph/ops.h"
 #include "qllm/error.h"
@@ -58,12 +60,14 @@ void Context::forward_batch(std::span<const TokenId> tokens, bool all_logits, fl
 
     ops::get_rows(w.token_embd, tokens, x_.data());
     if (hp_.embed_scale != 1.0f) ops::scale(x_.data(), hp_.embed_scale, n * n_embd);
+    if (check_numerics_) check_finite(x_, n_embd, n_past_, "the token embeddings");
     for (int64_t il = 0; il < hp_.n_layer; ++il) {
         switch (hp_.block) {
             case BlockKind::Llama: llama_layer(il, n); break;
             case BlockKind::Phi3: phi3_layer(il, n); break;
             case BlockKind::Gemma: gemma_layer(il, n); break;
         }
+        if (check_numerics_) check_finite(x_, n_embd, n_past_, fmt::format("layer {} output", il));
     }
     n_past_ += n;
     if (!logits) return;
@@ -72,8 +76,25 @@ void Context::forward_batch(std::span<const TokenId> tokens, bool all_logits, fl
     const int64_t first = all_logits ? 0 : n - 1;
     const int64_t rows = n - first;
     ops::rms_norm(x_.data() + first * n_embd, w.output_norm, xb_.data(), rows, n_embd, hp_.rms_eps);
-    ops::matmul(w.output, xb_.data(), rows, logits, act_scratch_);
+    matmul(w.output, xb_.data(), rows, logits);
     if (hp_.final_softcap > 0.0f) ops::softcap(logits, hp_.final_softcap, rows * hp_.n_vocab);
+    if (check_numerics_) {
+        check_finite({logits, size_t(rows * hp_.n_vocab)}, hp_.n_vocab, n_past_ - n + first, "the output logits");
+    }
+}
+
+void Context::check_finite(std::span<const float> rows, int64_t width, int64_t first_pos, const std::string& what) const {
+    for (size_t i = 0; i < rows.size(); ++i) {
+        if (!std::isfinite(rows[i])) {
+            fail("{}: non-finite value in {} (token {}): {}", model_.file().path(), what, first_pos + int64_t(i) / width,
+                 rows[i]);
+        }
+    }
+}
+
+void Context::matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out) {
+    if (matmul_observer_) matmul_observer_(w, x, n_tokens);
+    ops::matmul(w, x, n_tokens, out, act_scratch_);
 }
 
 // q_, k_, v_ (n tokens) -> att_: per-head norms, RoPE, into the cache, then attention.
@@ -103,12 +124,13 @@ void Context::attend(int64_t il, int64_t n) {
     if (hp_.attn_q_scale != 1.0f) ops::scale(q_.data(), hp_.attn_q_scale, n * q_dim);
     const ops::AttentionParams params{hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_kq_scale, hp_.attn_softcap,
                                       sliding ? hp_.sliding_window : 0};
+    ops::kv_to_float(k_cache, v_cache, n_past_ + n, hp_.n_head_kv, hp_.head_dim, kv_float_);
 #pragma omp parallel
     {
-        std::vector<float> scores(size_t(n_past_ + n));
+        std::vector<float> scores(size_t(kv_float_.stride));
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < n; ++t) {
-            ops::attention(q_.data() + t * q_dim, k_cache, v_cache, n_past_ + t + 1, params, att_.data() + t * q_dim,
+            ops::attention(q_.data() + t * q_dim, kv_float_, n_past_ + t + 1, params, att_.data() + t * q_dim,
                            scores.data());
         }
     }
@@ -120,24 +142,24 @@ void Context::llama_layer(int64_t il, int64_t n) {
 
     // Attention block: xb = norm(x); q, k, v = xb @ Wq, Wk, Wv (+ biases); attend; x += att @ Wo
     ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    ops::matmul(l.wq, xb_.data(), n, q_.data(), act_scratch_);
-    ops::matmul(l.wk, xb_.data(), n, k_.data(), act_scratch_);
-    ops::matmul(l.wv, xb_.data(), n, v_.data(), act_scratch_);
+    matmul(l.wq, xb_.data(), n, q_.data());
+    matmul(l.wk, xb_.data(), n, k_.data());
+    matmul(l.wv, xb_.data(), n, v_.data());
     if (l.bq) {
         ops::add_rows(q_.data(), l.bq, n);
         ops::add_rows(k_.data(), l.bk, n);
         ops::add_rows(v_.data(), l.bv, n);
     }
     attend(il, n);
-    ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
+    matmul(l.wo, att_.data(), n, xb2_.data());
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 
     // Feed-forward block: xb = norm(x); x += (silu(xb @ Wgate) * (xb @ Wup)) @ Wdown
     ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    ops::matmul(l.ffn_gate, xb_.data(), n, gate_.data(), act_scratch_);
-    ops::matmul(l.ffn_up, xb_.data(), n, up_.data(), act_scratch_);
+    matmul(l.ffn_gate, xb_.data(), n, gate_.data());
+    matmul(l.ffn_up, xb_.data(), n, up_.data());
     ops::silu_mul(gate_.data(), up_.data(), n * n_ff);
-    ops::matmul(l.ffn_down, gate_.data(), n, xb2_.data(), act_scratch_);
+    matmul(l.ffn_down, gate_.data(), n, xb2_.data());
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 }
 
@@ -149,7 +171,7 @@ void Context::phi3_layer(int64_t il, int64_t n) {
     ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
     std::vector<float>& qkv = gate_;  // free until the FFN
     qkv.resize(size_t(n * (q_dim + 2 * kv_dim)));
-    ops::matmul(l.wqkv, xb_.data(), n, qkv.data(), act_scratch_);
+    matmul(l.wqkv, xb_.data(), n, qkv.data());
     for (int64_t t = 0; t < n; ++t) {
         const float* row = qkv.data() + t * (q_dim + 2 * kv_dim);
         std::copy_n(row, q_dim, q_.data() + t * q_dim);
@@ -157,19 +179,19 @@ void Context::phi3_layer(int64_t il, int64_t n) {
         std::copy_n(row + q_dim + kv_dim, kv_dim, v_.data() + t * kv_dim);
     }
     attend(il, n);
-    ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
+    matmul(l.wo, att_.data(), n, xb2_.data());
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 
     // Feed-forward block: [gate | up] = norm(x) @ Wup; x += (silu(gate) * up) @ Wdown
     ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
     gate_.resize(size_t(n * 2 * n_ff));
-    ops::matmul(l.ffn_up, xb_.data(), n, gate_.data(), act_scratch_);
+    matmul(l.ffn_up, xb_.data(), n, gate_.data());
     for (int64_t t = 0; t < n; ++t) {
         float* row = gate_.data() + t * 2 * n_ff;
         ops::silu_mul(row, row + n_ff, n_ff);
         std::copy_n(row, n_ff, up_.data() + t * n_ff);
     }
-    ops::matmul(l.ffn_down, up_.data(), n, xb2_.data(), act_scratch_);
+    matmul(l.ffn_down, up_.data(), n, xb2_.data());
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 }
 
@@ -179,20 +201,20 @@ void Context::gemma_layer(int64_t il, int64_t n) {
 
     // Attention block: x += norm(attend(norm(x) @ Wq, Wk, Wv) @ Wo)
     ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    ops::matmul(l.wq, xb_.data(), n, q_.data(), act_scratch_);
-    ops::matmul(l.wk, xb_.data(), n, k_.data(), act_scratch_);
-    ops::matmul(l.wv, xb_.data(), n, v_.data(), act_scratch_);
+    matmul(l.wq, xb_.data(), n, q_.data());
+    matmul(l.wk, xb_.data(), n, k_.data());
+    matmul(l.wv, xb_.data(), n, v_.data());
     attend(il, n);
-    ops::matmul(l.wo, att_.data(), n, xb2_.data(), act_scratch_);
+    matmul(l.wo, att_.data(), n, xb2_.data());
     ops::rms_norm(xb2_.data(), l.post_attn_norm, xb2_.data(), n, n_embd, hp_.rms_eps);
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 
     // Feed-forward block: x += norm((gelu(norm(x) @ Wgate) * (norm(x) @ Wup)) @ Wdown)
     ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    ops::matmul(l.ffn_gate, xb_.data(), n, gate_.data(), act_scratch_);
-    ops::matmul(l.ffn_up, xb_.data(), n, up_.data(), act_scratch_);
+    matmul(l.ffn_gate, xb_.data(), n, gate_.data());
+    matmul(l.ffn_up, xb_.data(), n, up_.data());
     ops::gelu_mul(gate_.data(), up_.data(), n * n_ff);
-    ops::matmul(l.ffn_down, gate_.data(), n, xb2_.data(), act_scratch_);
+    matmul(l.ffn_down, gate_.data(), n, xb2_.data());
     ops::rms_norm(xb2_.data(), l.post_ffn_norm, xb2_.data(), n, n_embd, hp_.rms_eps);
     ops::add(x_.data(), xb2_.data(), n * n_embd);
 }

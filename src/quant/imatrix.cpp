@@ -1,12 +1,15 @@
-// Loading importance matrices in llama-imatrix's legacy and GGUF formats.
+// Importance matrices in llama-imatrix's legacy and GGUF formats: loading, and accumulating
+// and saving them for `qllm imatrix`.
 #include "quant/imatrix.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 
 #include "gguf/gguf.h"
 #include "qllm/error.h"
+#include "util/output_file.h"
 
 namespace qllm::quant {
 namespace {
@@ -120,6 +123,91 @@ ImportanceMatrix ImportanceMatrix::load(const std::string& path) {
 const std::vector<float>* ImportanceMatrix::find(std::string_view tensor) const {
     auto it = entries.find(tensor);
     return it == entries.end() ? nullptr : &it->second;
+}
+
+void ImatrixStats::add(std::string_view weight, const float* x, int64_t n_rows, int64_t n_cols) {
+    if (n_rows <= 0) return;
+    auto it = entries.find(weight);
+    if (it == entries.end()) it = entries.emplace(std::string(weight), Entry{}).first;
+    Entry& e = it->second;
+    if (e.sum2.empty()) e.sum2.assign(size_t(n_cols), 0.0);
+    if (int64_t(e.sum2.size()) != n_cols) fail("'{}': input width changed from {} to {}", weight, e.sum2.size(), n_cols);
+    // Each thread owns a band of columns and walks every row for it.
+    constexpr int64_t kBand = 64;
+#pragma omp parallel for schedule(static) if (n_rows * n_cols >= (1 << 16))
+    for (int64_t j0 = 0; j0 < n_cols; j0 += kBand) {
+        const int64_t j1 = std::min(n_cols, j0 + kBand);
+        for (int64_t r = 0; r < n_rows; ++r) {
+            const float* row = x + r * n_cols;
+            for (int64_t j = j0; j < j1; ++j) e.sum2[size_t(j)] += double(row[j]) * double(row[j]);
+        }
+    }
+    e.count += n_rows;
+    for (double v : e.sum2) {
+        if (!std::isfinite(v)) fail("'{}': non-finite activation (the model overflowed on the calibration text)", weight);
+    }
+}
+
+namespace {
+
+void save_gguf(const ImatrixStats& s, const std::string& path) {
+    gguf::Writer w;
+    w.set("general.type", gguf::Value::string("imatrix"));
+    w.set("imatrix.datasets", gguf::Value::string_array(s.datasets));
+    w.set("imatrix.chunk_count", gguf::Value::u32(uint32_t(s.chunk_count)));
+    w.set("imatrix.chunk_size", gguf::Value::u32(uint32_t(s.chunk_size)));
+    // The writer copies tensor bytes at write(): keep the f32 arrays alive until then.
+    std::vector<std::vector<float>> data;
+    data.reserve(s.entries.size() * 2);
+    auto bytes = [](const std::vector<float>& v) {
+        return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
+    };
+    for (const auto& [name, e] : s.entries) {  // std::map: sorted by name, as llama-imatrix writes them
+        const auto& sums = data.emplace_back(e.sum2.begin(), e.sum2.end());
+        w.add_tensor(name + ".in_sum2", TensorType::F32, {int64_t(sums.size()), 1}, bytes(sums));
+        const auto& counts = data.emplace_back(1, float(e.count));
+        w.add_tensor(name + ".counts", TensorType::F32, {1, 1}, bytes(counts));
+    }
+    w.write(path);
+}
+
+// Legacy values are mean * ncall, ncall being the count in chunks rounded up; readers divide
+// by ncall again.
+void save_legacy(const ImatrixStats& s, const std::string& path) {
+    OutputFile out(path);
+    auto put_i32 = [&](int64_t v) {
+        const auto i = int32_t(v);
+        out.write(&i, sizeof(i));
+    };
+    put_i32(int64_t(s.entries.size()));
+    const int64_t chunk = std::max<int64_t>(s.chunk_size, 1);
+    std::vector<float> values;
+    for (const auto& [name, e] : s.entries) {
+        put_i32(int64_t(name.size()));
+        out.write(name.data(), name.size());
+        const int64_t ncall = (e.count + chunk - 1) / chunk;
+        put_i32(ncall);
+        put_i32(int64_t(e.sum2.size()));
+        values.resize(e.sum2.size());
+        for (size_t j = 0; j < values.size(); ++j) values[j] = float(e.sum2[j] / double(e.count) * double(ncall));
+        out.write(values.data(), values.size() * sizeof(float));
+    }
+    put_i32(s.chunk_count);
+    const std::string dataset = s.datasets.empty() ? std::string() : s.datasets.back();
+    put_i32(int64_t(dataset.size()));
+    out.write(dataset.data(), dataset.size());
+    out.commit();
+}
+
+}  // namespace
+
+void ImatrixStats::save(const std::string& path) const {
+    if (entries.empty()) fail("{}: no activations were collected, nothing to write", path);
+    if (std::string_view(path).ends_with(".dat")) {
+        save_legacy(*this, path);
+    } else {
+        save_gguf(*this, path);
+    }
 }
 
 }  // namespace qllm::quant

@@ -2,9 +2,12 @@
 // (N single-token steps from an empty cache), as mean ± sd tokens/s over -r repetitions.
 // Token generation is also reported as weight bandwidth and a fraction of the machine's.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
-#include <filesystem>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <numeric>
 #include <sstream>
 
@@ -34,13 +37,21 @@ struct BenchOptions {
     std::string output = "md";
 };
 
+// One result row. The machine-readable formats use llama-bench's field names where it has one.
 struct Row {
-    std::string model, type, test;
-    double size_gib = 0, params = 0, bpw = 0;
-    int threads = 0;
-    double mean = 0, sd = 0;       // tokens/s
+    std::string filename, name, model_type, type, test;  // model_type as llama-bench: "llama 7B Q4_0"
+    uint64_t size = 0, params = 0;  // bytes and parameters of the weights
+    double bpw = 0;
+    int threads = 0, n_prompt = 0, n_gen = 0;
+    std::vector<double> samples_ns;  // one per repetition
     double gbps = 0, bw_frac = 0;  // tg only
     double kl = -1;                // --sweep -f: mean KL(source || this level); < 0: not measured
+
+    std::vector<double> samples_ts() const {
+        std::vector<double> ts;
+        for (double ns : samples_ns) ts.push_back(1e9 * double(n_prompt + n_gen) / ns);
+        return ts;
+    }
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -89,8 +100,14 @@ double measure_read_bandwidth_gbps() {
 struct SweepDir {
     std::filesystem::path path;
     SweepDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "qllm-sweep-XXXXXX").string();
-        if (!mkdtemp(tmpl.data())) fail("cannot create a temporary directory in {}", tmpl);
+        // $TMPDIR as POSIX tools read it, else /tmp: the levels can be as large as the source.
+        const char* env = std::getenv("TMPDIR");
+        const std::string base = env && *env ? env : "/tmp";
+        std::string tmpl = base + "/qllm-sweep-XXXXXX";
+        if (!mkdtemp(tmpl.data())) {
+            fail("cannot create a temporary directory in {}: {} (set TMPDIR to a writable directory)", base,
+                 std::strerror(errno));
+        }
         path = tmpl;
     }
     ~SweepDir() {
@@ -126,7 +143,7 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
     return {mean, v.size() > 1 ? std::sqrt(var / double(v.size() - 1)) : 0.0};
 }
 
-// Tokens/s of each repetition (after one warm-up run) of either test.
+// Nanoseconds of each repetition (after one warm-up run) of either test.
 std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int reps) {
     const int64_t n_vocab = model.hparams().n_vocab;
     std::vector<TokenId> tokens(size_t(std::max(n_prompt, 1)));
@@ -136,7 +153,7 @@ std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int r
         t = TokenId((state >> 33) % uint64_t(n_vocab));
     }
     Context ctx(model, std::max(n_prompt, n_gen) + 1);
-    std::vector<double> rates;
+    std::vector<double> samples;
     for (int rep = -1; rep < reps; ++rep) {
         ctx.reset();
         const auto t0 = Clock::now();
@@ -145,11 +162,62 @@ std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int r
         } else {
             for (int i = 0; i < n_gen; ++i) ctx.eval(std::span(&tokens[size_t(i) % tokens.size()], 1), false);
         }
-        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-        if (rep >= 0) rates.push_back(double(n_prompt > 0 ? n_prompt : n_gen) / s);
+        const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
+        if (rep >= 0) samples.push_back(ns);
         if (interrupted()) fail("interrupted");
     }
-    return rates;
+    return samples;
+}
+
+// Every field of a row; optional ones are left out when not measured.
+nlohmann::ordered_json row_json(const Row& r, const std::string& isa, double bandwidth) {
+    const auto [avg_ns, stddev_ns] = mean_sd(r.samples_ns);
+    const auto samples_ts = r.samples_ts();
+    const auto [avg_ts, stddev_ts] = mean_sd(samples_ts);
+    const std::vector<uint64_t> samples_ns(r.samples_ns.begin(), r.samples_ns.end());  // whole ns, as llama-bench
+    nlohmann::ordered_json j = {
+        {"model_filename", r.filename}, {"model_name", r.name},     {"model_type", r.model_type},
+        {"model_size", r.size},         {"model_n_params", r.params}, {"type", r.type},
+        {"bpw", r.bpw},                 {"n_threads", r.threads},  {"isa", isa},
+        {"n_prompt", r.n_prompt},       {"n_gen", r.n_gen},        {"test", r.test},
+        {"avg_ns", uint64_t(avg_ns)},   {"stddev_ns", uint64_t(stddev_ns)},
+        {"avg_ts", avg_ts},             {"stddev_ts", stddev_ts},
+        {"samples_ns", samples_ns},   {"samples_ts", samples_ts},
+    };
+    if (bandwidth > 0) j["machine_read_gbps"] = bandwidth;
+    if (r.gbps > 0) {
+        j["weights_gbps"] = r.gbps;
+        j["bandwidth_fraction"] = r.bw_frac;
+    }
+    if (r.kl >= 0) j["kl_divergence"] = r.kl;
+    return j;
+}
+
+// One CSV cell, quoted like llama-bench's (every value; arrays joined with commas).
+std::string csv_cell(const nlohmann::ordered_json& v) {
+    std::string text;
+    if (v.is_string()) {
+        text = v.get<std::string>();
+    } else if (v.is_array()) {
+        for (const auto& x : v) text += (text.empty() ? "" : ",") + x.dump();
+    } else if (!v.is_null()) {
+        text = v.dump();
+    }
+    std::string out = "\"";
+    for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+}
+
+// A markdown cell: a '|' in a model name must not split the row.
+std::string md_cell(const std::string& s) {
+    std::string out;
+    for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+    return out;
+}
+
+std::string human_size(uint64_t bytes) {
+    const double mib = double(bytes) / double(1 << 20);
+    return mib < 1024 ? fmt::format("{:.2f} MiB", mib) : fmt::format("{:.2f} GiB", mib / 1024);
 }
 
 void print_rows(const std::vector<Row>& rows, const std::string& format, double bandwidth) {
@@ -157,15 +225,7 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
     if (format == "json" || format == "jsonl") {
         nlohmann::ordered_json all = nlohmann::ordered_json::array();
         for (const auto& r : rows) {
-            nlohmann::ordered_json j = {{"model", r.model},   {"type", r.type},       {"size_gib", r.size_gib},
-                                        {"params", r.params}, {"bpw", r.bpw},         {"threads", r.threads},
-                                        {"isa", isa},         {"test", r.test},       {"tokens_per_s", r.mean},
-                                        {"tokens_per_s_sd", r.sd}, {"machine_read_gbps", bandwidth}};
-            if (r.gbps > 0) {
-                j["weights_gbps"] = r.gbps;
-                j["bandwidth_fraction"] = r.bw_frac;
-            }
-            if (r.kl >= 0) j["kl_divergence"] = r.kl;
+            const auto j = row_json(r, isa, bandwidth);
             if (format == "jsonl") fmt::print("{}\n", j.dump());
             all.push_back(j);
         }
@@ -173,24 +233,53 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
         return;
     }
     if (format == "csv") {
-        fmt::print("model,type,size_gib,params,bpw,threads,isa,test,tokens_per_s,tokens_per_s_sd,weights_gbps,bandwidth_fraction\n");
+        // Fixed columns, so that rows with and without the optional fields line up.
+        static const char* const columns[] = {
+            "model_filename", "model_name", "model_type", "model_size", "model_n_params", "type",
+            "bpw", "n_threads", "isa", "n_prompt", "n_gen", "test", "avg_ns", "stddev_ns", "avg_ts",
+            "stddev_ts", "samples_ns", "samples_ts", "machine_read_gbps", "weights_gbps",
+            "bandwidth_fraction", "kl_divergence"};
+        std::string line;
+        for (const char* c : columns) line += (line.empty() ? "" : ",") + std::string(c);
+        fmt::print("{}\n", line);
         for (const auto& r : rows) {
-            fmt::print("\"{}\",{},{:.4f},{:.0f},{:.3f},{},{},{},{:.3f},{:.3f},{:.3f},{:.4f}\n", r.model, r.type, r.size_gib,
-                       r.params, r.bpw, r.threads, isa, r.test, r.mean, r.sd, r.gbps, r.bw_frac);
+            const auto j = row_json(r, isa, bandwidth);
+            line.clear();
+            for (const char* c : columns) {
+                line += (line.empty() ? "" : ",") + csv_cell(j.contains(c) ? j[c] : nlohmann::ordered_json());
+            }
+            fmt::print("{}\n", line);
         }
         return;
     }
-    fmt::print("machine read bandwidth: {:.1f} GB/s\n\n", bandwidth);
+    if (bandwidth > 0) fmt::print("machine read bandwidth: {:.1f} GB/s\n\n", bandwidth);
     const bool with_kl = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.kl >= 0; });
     fmt::print("| model | type | size | params | bpw | threads | isa | test | t/s | GB/s | % bw |{}\n",
                with_kl ? " KL vs source |" : "");
     fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|{}\n", with_kl ? "---:|" : "");
     for (const auto& r : rows) {
+        const auto [mean, sd] = mean_sd(r.samples_ts());
         const std::string bw = r.gbps > 0 ? fmt::format("{:.1f} | {:.0f}%", r.gbps, 100 * r.bw_frac) : " | ";
         const std::string kl = !with_kl ? "" : r.kl >= 0 ? fmt::format(" {:.5f} |", r.kl) : " |";
-        fmt::print("| {} | {} | {:.2f} GiB | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n", r.model,
-                   r.type, r.size_gib, r.params / 1e6, r.bpw, r.threads, isa, r.test, r.mean, r.sd, bw, kl);
+        fmt::print("| {} | {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n", md_cell(r.name),
+                   r.type, human_size(r.size), double(r.params) / 1e6, r.bpw, r.threads, isa, r.test, mean, sd, bw, kl);
     }
+}
+
+// llama-quantize's name of a file type ("Q4_K_M"), else llama.cpp's description.
+std::string short_type_name(uint32_t file_type) {
+    for (const auto& ft : quant::file_types()) {
+        if (uint32_t(ft.id) == (file_type & ~1024u)) return std::string(ft.name);  // 1024: "guessed"
+    }
+    return file_type_name(file_type);
+}
+
+// A parameter count as llama.cpp prints model sizes: "260K", "1.1B".
+std::string params_label(uint64_t n) {
+    const double x = double(n);
+    if (x >= 1e9) return fmt::format("{:.1f}B", x / 1e9);
+    if (x >= 1e6) return fmt::format("{:.0f}M", x / 1e6);
+    return fmt::format("{:.0f}K", x / 1e3);
 }
 
 // Mean KL(source || model) of the next-token distributions over the tokens of `text`.
@@ -242,8 +331,10 @@ int bench(const BenchOptions& opt) {
     auto threads = opt.threads.empty() ? std::vector<int>{default_threads()} : split_ints(opt.threads, "-t");
     install_interrupt_handler();
 
-    fmt::print(stderr, "qllm: measuring memory read bandwidth...\n");
-    const double bandwidth = measure_read_bandwidth_gbps();
+    // The probe (half a second, 512 MiB) only serves the generation rows.
+    const bool any_gen = std::any_of(gens.begin(), gens.end(), [](int n) { return n > 0; });
+    if (any_gen) fmt::print(stderr, "qllm: measuring memory read bandwidth...\n");
+    const double bandwidth = any_gen ? measure_read_bandwidth_gbps() : 0.0;
     std::vector<Row> rows;
     std::vector<TokenId> quality_tokens;
     std::vector<float> source_logits;
@@ -270,18 +361,24 @@ int bench(const BenchOptions& opt) {
             set_threads(t);
             auto add = [&](int n_prompt, int n_gen) {
                 Row r;
-                r.model = model->file().get_string_or("general.name", path);
-                r.type = file_type_name(model->hparams().file_type);
-                r.size_gib = double(bytes) / double(1ull << 30);
-                r.params = double(params);
+                r.filename = path;
+                r.name = model->file().get_string_or("general.name", path);
+                r.type = short_type_name(model->hparams().file_type);
+                r.model_type = fmt::format("{} {} {}", model->hparams().arch, params_label(params),
+                                           file_type_name(model->hparams().file_type));
+                r.size = bytes;
+                r.params = params;
                 r.bpw = 8.0 * double(bytes) / double(params);
                 r.threads = t;
+                r.n_prompt = n_prompt;
+                r.n_gen = n_gen;
                 r.test = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
                 r.kl = kl;
                 fmt::print(stderr, "qllm: {} {} t={}...\n", path, r.test, t);
-                std::tie(r.mean, r.sd) = mean_sd(time_test(*model, n_prompt, n_gen, opt.repetitions));
+                r.samples_ns = time_test(*model, n_prompt, n_gen, opt.repetitions);
                 if (n_prompt == 0) {
-                    r.gbps = r.mean * double(bytes) / 1e9;  // every weight is read once per token
+                    // Every weight is read once per token.
+                    r.gbps = mean_sd(r.samples_ts()).first * double(bytes) / 1e9;
                     r.bw_frac = r.gbps / bandwidth;
                 }
                 rows.push_back(r);
@@ -291,7 +388,7 @@ int bench(const BenchOptions& opt) {
         }
     }
     if (sweep) {  // one table sorted by size, the source last
-        std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.size_gib < b.size_gib; });
+        std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.size < b.size; });
     }
     print_rows(rows, opt.output, bandwidth);
     return 0;

@@ -23,6 +23,8 @@ void add_synth(CLI::App& app, Action& action);
 void add_quantize(CLI::App& app, Action& action);
 void add_bench(CLI::App& app, Action& action);
 void add_chat(CLI::App& app, Action& action);
+void add_perplexity(CLI::App& app, Action& action);
+void add_imatrix(CLI::App& app, Action& action);
 
 // Shared helpers (tools/qllm/common.cpp).
 int default_threads();                       // physical cores

@@ -13,6 +13,7 @@ namespace {
 struct LogitsOptions {
     std::string model, prompt, prompt_file, output;
     int threads = 0;
+    bool check_numerics = false;
 };
 
 int logits(const LogitsOptions& opt) {
@@ -23,6 +24,7 @@ int logits(const LogitsOptions& opt) {
     const std::vector<TokenId> tokens = model->tokenizer().encode(prompt, model->vocab().add_bos);
     if (tokens.empty()) fail("the prompt is empty");
     Context ctx(*model, int64_t(tokens.size()));
+    ctx.set_check_numerics(opt.check_numerics);
     const std::span<const float> all = ctx.eval(tokens, true);
 
     OutputFile out(opt.output);
@@ -45,6 +47,8 @@ void add_logits(CLI::App& app, Action& action) {
     cmd->add_option("-f,--file", opt->prompt_file, "read the prompt from a file")->excludes(p);
     cmd->add_option("-o,--output", opt->output, "output file")->required();
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
+    cmd->add_flag("--check-numerics", opt->check_numerics,
+                  "fail at the first NaN or Inf in a layer's output, naming the layer and token");
     cmd->callback([&action, opt] { action = [opt] { return logits(*opt); }; });
 }
 

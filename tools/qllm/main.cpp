@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
     qllm::cli::add_quantize(app, action);
     qllm::cli::add_bench(app, action);
     qllm::cli::add_chat(app, action);
+    qllm::cli::add_perplexity(app, action);
+    qllm::cli::add_imatrix(app, action);
 
     // llama.cpp's -sys is a multi-letter short option, which CLI11 does not allow: spell it out.
     std::vector<std::string> args(argv + 1, argv + argc);

@@ -1,7 +1,10 @@
 // qllm run: evaluate a prompt as one batch, then generate token by token, streaming text.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include <fmt/core.h>
 
@@ -30,6 +33,7 @@ struct RunOptions {
     bool echo = false;
     bool ignore_eos = false;
     bool chat = false;
+    bool check_numerics = false;
     std::string system, chat_template;
     SamplerParams sampling;
 };
@@ -58,6 +62,7 @@ int run(const RunOptions& opt) {
     const Hparams& hp = model->hparams();
     const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(4096, hp.n_ctx_train);
     Context ctx(*model, n_ctx);
+    ctx.set_check_numerics(opt.check_numerics);
     const double load_ms = ms_since(t_load);
 
     const Tokenizer& tok = model->tokenizer();
@@ -66,11 +71,12 @@ int run(const RunOptions& opt) {
                               /*parse_special=*/true)
                  : tok.encode(prompt, model->vocab().add_bos);
     if (tokens.empty()) fail("the prompt is empty");
-    int64_t n_predict = opt.n_predict < 0 ? n_ctx - int64_t(tokens.size()) : opt.n_predict;
-    if (int64_t(tokens.size()) + n_predict > n_ctx) {
-        fail("prompt ({} tokens) + {} to generate exceed the context size {} (use -c to enlarge it or -n to generate less)",
-             tokens.size(), n_predict, n_ctx);
+    // Like llama.cpp: a prompt that does not fit is an error, not silently cut. Generation, by
+    // contrast, may run into the end of the context: it stops there with a notice.
+    if (int64_t(tokens.size()) > n_ctx) {
+        fail("prompt is too long: {} tokens, but the context size is {} (use -c to enlarge it)", tokens.size(), n_ctx);
     }
+    const int64_t n_predict = opt.n_predict < 0 ? std::numeric_limits<int64_t>::max() : opt.n_predict;
 
     Sampler sampler(opt.sampling, int32_t(n_ctx));
     for (TokenId t : tokens) sampler.accept(t);
@@ -92,17 +98,23 @@ int run(const RunOptions& opt) {
 
     const auto t_gen = Clock::now();
     int64_t generated = 0;
-    bool hit_eos = false;
+    bool context_full = false;
     while (generated < n_predict && !interrupted()) {
+        // The sampler refuses NaN as well, but only here is the position known.
+        if (!std::all_of(logits.begin(), logits.end(), [](float v) { return std::isfinite(v); })) {
+            fail("{}: the model produced non-finite logits at token {} (--check-numerics names the first layer at fault)",
+                 model_path, ctx.n_past() - 1);
+        }
         const TokenId next = sampler.sample(logits);
         sampler.accept(next);
         ++generated;
-        if (tok.is_eog(next) && !opt.ignore_eos) {
-            hit_eos = true;
-            break;
-        }
+        if (tok.is_eog(next) && !opt.ignore_eos) break;
         emit(tok.piece(next));
         if (generated == n_predict) break;
+        if (ctx.n_past() == n_ctx) {  // `next` was printed but there is no room to evaluate it
+            context_full = true;
+            break;
+        }
         logits = ctx.eval(std::span(&next, 1), false);
     }
     const double gen_ms = ms_since(t_gen);
@@ -111,8 +123,11 @@ int run(const RunOptions& opt) {
     std::fflush(stdout);
 
     fmt::print(stderr, "\n");
-    if (interrupted()) fmt::print(stderr, "qllm: interrupted\n");
-    else if (!hit_eos && opt.n_predict < 0) fmt::print(stderr, "qllm: context full ({} tokens), stopping\n", n_ctx);
+    if (interrupted()) {
+        fmt::print(stderr, "qllm: interrupted\n");
+    } else if (context_full) {
+        fmt::print(stderr, "qllm: context full ({} tokens): generation stopped; use -c to enlarge it\n", n_ctx);
+    }
     fmt::print(stderr, "load:       {:10.2f} ms\n", load_ms);
     fmt::print(stderr, "prompt:     {:10.2f} ms / {:5} tokens ({:8.2f} tokens/s)\n", prompt_ms, tokens.size(),
                1000.0 * double(tokens.size()) / prompt_ms);
@@ -148,6 +163,8 @@ void add_run(CLI::App& app, Action& action) {
     cmd->add_option("-s,--seed", opt->sampling.seed, "random seed (default: random)");
     cmd->add_flag("--echo", opt->echo, "print the prompt before the continuation");
     cmd->add_flag("--ignore-eos", opt->ignore_eos, "keep generating past the end-of-sequence token");
+    cmd->add_flag("--check-numerics", opt->check_numerics,
+                  "fail at the first NaN or Inf in a layer's output, naming the layer and token");
     cmd->add_flag("--chat", opt->chat, "apply the chat template to the prompt as one user message");
     cmd->add_option("--system-prompt", opt->system, "system prompt (with --chat; -sys works too)");
     cmd->add_option("--chat-template", opt->chat_template, "built-in template name or a Jinja file (with --chat)");

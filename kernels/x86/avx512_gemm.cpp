@@ -1,0 +1,339 @@
+// AVX-512 batched matrix products for prompt processing: 16 weight rows at a time against all
+// tokens of a batch.
+//
+// A dot product per (row, token) spends most of its time unpacking the row's bits and folding
+// lanes together at the end. Here a tile of 16 rows is unpacked once into int8, interleaved so
+// that one 512-bit vector holds 4 consecutive values of each of the 16 rows; one vpdpbusd with 4
+// activation bytes broadcast then adds 4 products into every row's lane, and no horizontal sum is
+// ever needed: lane r of the accumulator is row r's result. The tile is reused for every token.
+//
+// vpdpbusd multiplies unsigned by signed bytes, so the activations are biased to unsigned
+// (y + 128, an xor of the sign bit) and 128 * (sum of the weights) is taken off; the integer part
+// is exact, so results differ from vec_dot's only in the order of the float sums.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/blocks.h"
+#include "kernels/cpu.h"
+#include "kernels/int_blocks.h"
+
+namespace qllm {
+namespace {
+
+constexpr int kRows = 16;  // weight rows per tile: one per float lane
+
+inline uint32_t load_u32(const void* p) {
+    uint32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// 4 activation bytes in every lane, biased to unsigned.
+inline __m512i broadcast_biased(const int8_t* y) {
+    return _mm512_xor_si512(_mm512_set1_epi32(int(load_u32(y))), _mm512_set1_epi8(char(0x80)));
+}
+
+inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
+
+// A pass over blocks [begin, end) of the rows. Passes short enough for the tile's part and the
+// activations' part to stay in L1 run over every token before the next pass; from the second
+// pass on, the sums continue from what the first stored in `out`.
+struct Pass {
+    size_t begin, end;
+};
+
+template <int T>
+inline void start_sums(__m512 (&acc)[T], const Pass& pass, const float* out, int64_t ld_out, __mmask16 mask) {
+    for (int t = 0; t < T; ++t) acc[t] = pass.begin == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, out + t * ld_out);
+}
+
+// Sizes a tile for n entries; a partial tile is zeroed first, so that its missing rows add 0.
+template <typename E>
+void reset(std::vector<E>& tile, size_t n, int64_t rows) {
+    if (rows < kRows) tile.assign(n, E{});
+    else tile.resize(n);
+}
+
+// ---- legacy formats: blocks of 32 against Q8_0 / Q8_1 ----
+
+struct Tile32 {
+    int8_t w[8][kRows][4];    // values 4g..4g+3 of each row
+    float d[kRows], m[kRows];
+    int32_t bias[kRows];      // 128 * (sum of the row's values)
+};
+
+void repack32(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb, std::vector<Tile32>& tile,
+              std::vector<IntBlock32>& row) {
+    reset(tile, size_t(nb), rows);
+    row.resize(size_t(nb));
+    for (int64_t r = 0; r < rows; ++r) {
+        unpack_blocks32(type, w + size_t(r) * row_bytes, nb, row.data());
+        for (int64_t b = 0; b < nb; ++b) {
+            const IntBlock32& src = row[size_t(b)];
+            Tile32& t = tile[size_t(b)];
+            int32_t sum = 0;
+            for (int g = 0; g < 8; ++g) std::memcpy(t.w[g][r], src.q + 4 * g, 4);
+            for (int8_t q : src.q) sum += q;
+            t.d[r] = src.d;
+            t.m[r] = src.m;
+            t.bias[r] = 128 * sum;
+        }
+    }
+}
+
+// T tokens against the tile: out[t * ld_out + r].
+template <typename Y, int T>
+void tokens32(const std::vector<Tile32>& tile, Pass pass, const uint8_t* act, size_t act_row, float* out,
+              int64_t ld_out, __mmask16 mask) {
+    __m512 acc[T];
+    start_sums(acc, pass, out, ld_out, mask);
+    for (size_t b = pass.begin; b < pass.end; ++b) {
+        const Tile32& x = tile[b];
+        const Y* y[T];
+        for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const Y*>(act + size_t(t) * act_row) + b;
+        __m512i dot[T];
+        for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g) {
+            const __m512i w = _mm512_loadu_si512(x.w[g]);
+            for (int t = 0; t < T; ++t) dot[t] = _mm512_dpbusd_epi32(dot[t], broadcast_biased(y[t]->qs + 4 * g), w);
+        }
+        const __m512i bias = _mm512_loadu_si512(x.bias);
+        const __m512 d = _mm512_loadu_ps(x.d);
+        for (int t = 0; t < T; ++t) {
+            const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(half_to_float(y[t]->d)));
+            acc[t] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot[t], bias)), acc[t]);
+            if constexpr (requires { y[t]->s; }) {
+                acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(x.m), _mm512_set1_ps(half_to_float(y[t]->s)), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * ld_out, mask, acc[t]);
+}
+
+// ---- K-quants: super-blocks of 256 against Q8_K ----
+//
+// Here the weights take the unsigned side of vpdpbusd and the activations are used as they are,
+// broadcast straight from memory. Formats with signed levels (Q3_K, Q6_K) store level + offset;
+// offset * sc[j] * (sum of sub-block j's activations) is taken off with Q8_K's bsums, the same
+// way as the minimums of Q2_K/Q4_K/Q5_K.
+
+struct Tile256 {
+    uint8_t w[64][kRows][4];    // values 4g..4g+3 of each row, made non-negative
+    int32_t sc[16][kRows];      // sub-block scales
+    int16_t mn[8][kRows][2];    // minimums of sub-blocks 2k, 2k+1 (pairs for vpdpwssd)
+    int16_t off[8][kRows][2];   // -offset * sc of sub-blocks 2k, 2k+1
+    float d[kRows], dmin[kRows];
+};
+
+void repack256(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb,
+               std::vector<Tile256>& tile, std::vector<IntBlock256>& row) {
+    reset(tile, size_t(nb), rows);
+    row.resize(size_t(nb));
+    const int offset = type == TensorType::Q6_K ? 32 : type == TensorType::Q3_K ? 4 : 0;  // lowest levels -32, -4
+    for (int64_t r = 0; r < rows; ++r) {
+        unpack_blocks256(type, w + size_t(r) * row_bytes, nb, row.data());
+        for (int64_t b = 0; b < nb; ++b) {
+            IntBlock256& src = row[size_t(b)];
+            Tile256& t = tile[size_t(b)];
+            for (int8_t& q : src.q) q = int8_t(q + offset);
+            for (int g = 0; g < 64; ++g) std::memcpy(t.w[g][r], src.q + 4 * g, 4);
+            for (int j = 0; j < 16; ++j) {
+                t.sc[j][r] = src.sc[j];
+                t.mn[j / 2][r][j % 2] = src.mn[j];
+                t.off[j / 2][r][j % 2] = int16_t(-offset * src.sc[j]);
+            }
+            t.d[r] = src.d;
+            t.dmin[r] = src.dmin;
+        }
+    }
+}
+
+// sum_j pairs[j][r] * bsums[j], added to acc (vpdpwssd: int16 pairs into int32 lanes).
+inline __m512i add_bsum_products(__m512i acc, const int16_t (*pairs)[kRows][2], const int16_t* bsums) {
+    for (int k = 0; k < 8; ++k) {
+        acc = _mm512_dpwssd_epi32(acc, _mm512_loadu_si512(pairs[k]), _mm512_set1_epi32(int(load_u32(bsums + 2 * k))));
+    }
+    return acc;
+}
+
+template <int T, int kSub, bool kMins, bool kOffset>
+void tokens256(const std::vector<Tile256>& tile, Pass pass, const uint8_t* act, size_t act_row, float* out,
+               int64_t ld_out, __mmask16 mask) {
+    __m512 acc[T];
+    start_sums(acc, pass, out, ld_out, mask);
+    for (size_t b = pass.begin; b < pass.end; ++b) {
+        const Tile256& x = tile[b];
+        const BlockQ8_K* y[T];
+        for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const BlockQ8_K*>(act + size_t(t) * act_row) + b;
+        __m512i sum[T];
+        for (int t = 0; t < T; ++t) sum[t] = _mm512_setzero_si512();
+        // Sub-blocks of kSub values share a scale (Q4_K/Q5_K: 32, the others 16).
+        for (int j = 0; j < 16; j += kSub / 16) {
+            __m512i dot[T];
+            for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
+            for (int g = 4 * j; g < 4 * j + kSub / 4; ++g) {
+                const __m512i w = _mm512_loadu_si512(x.w[g]);
+                for (int t = 0; t < T; ++t) {
+                    dot[t] = _mm512_dpbusd_epi32(dot[t], w, _mm512_set1_epi32(int(load_u32(y[t]->qs + 4 * g))));
+                }
+            }
+            const __m512i sc = _mm512_loadu_si512(x.sc[j]);
+            for (int t = 0; t < T; ++t) sum[t] = _mm512_add_epi32(sum[t], _mm512_mullo_epi32(dot[t], sc));
+        }
+        const __m512 d = _mm512_loadu_ps(x.d);
+        for (int t = 0; t < T; ++t) {
+            if constexpr (kOffset) sum[t] = add_bsum_products(sum[t], x.off, y[t]->bsums);
+            const __m512 dy = _mm512_set1_ps(y[t]->d);
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(sum[t]), acc[t]);
+        }
+        if constexpr (kMins) {
+            const __m512 dmin = _mm512_loadu_ps(x.dmin);
+            for (int t = 0; t < T; ++t) {
+                const __m512i mins = add_bsum_products(_mm512_setzero_si512(), x.mn, y[t]->bsums);
+                acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, _mm512_set1_ps(y[t]->d)), _mm512_cvtepi32_ps(mins), acc[t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * ld_out, mask, acc[t]);
+}
+
+// ---- F16: 16 rows converted to float once, against f16 activations ----
+
+void repack_f16(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t n, std::vector<float>& tile) {
+    reset(tile, size_t(n) * kRows, rows);
+    for (int64_t r = 0; r < rows; ++r) {
+        const auto* src = reinterpret_cast<const f16_t*>(w + size_t(r) * row_bytes);
+        for (int64_t i = 0; i < n; ++i) tile[size_t(i) * kRows + size_t(r)] = half_to_float(src[i]);
+    }
+}
+
+// Tokens t0.. t0+T-1 in float, value-major (x[i * T + t]), so that one step reads T neighbours.
+void activations_f16(const uint8_t* act, size_t act_row, int64_t n, int T, float* x) {
+    for (int t = 0; t < T; ++t) {
+        const auto* src = reinterpret_cast<const f16_t*>(act + size_t(t) * act_row);
+        for (int64_t i = 0; i < n; ++i) x[i * T + t] = half_to_float(src[i]);
+    }
+}
+
+template <int T>
+void tokens_f16(const std::vector<float>& tile, Pass pass, const float* x, float* out, int64_t ld_out, __mmask16 mask) {
+    __m512 acc[T];
+    start_sums(acc, pass, out, ld_out, mask);
+    for (size_t i = pass.begin; i < pass.end; ++i) {
+        const __m512 w = _mm512_loadu_ps(&tile[i * kRows]);
+        for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[i * T + size_t(t)]), acc[t]);
+    }
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * ld_out, mask, acc[t]);
+}
+
+// ---- drivers: tiles of 16 rows, tokens in groups of kTokens ----
+
+// Runs fn<T>(act_t, out_t) over all tokens: groups of kTokens, then the remainder one by one.
+template <int kTokens, typename Fn>
+void over_tokens(int64_t n_tok, const uint8_t* act, size_t act_row, float* out, int64_t ld_out, Fn&& fn) {
+    int64_t t = 0;
+    for (; t + kTokens <= n_tok; t += kTokens) {
+        fn(std::integral_constant<int, kTokens>{}, act + size_t(t) * act_row, out + t * ld_out);
+    }
+    for (; t < n_tok; ++t) fn(std::integral_constant<int, 1>{}, act + size_t(t) * act_row, out + t * ld_out);
+}
+
+inline __mmask16 row_mask(int64_t rows) { return __mmask16((1u << rows) - 1u); }
+
+// Passes of `per_pass` blocks over n blocks.
+std::vector<Pass> passes(size_t n, size_t per_pass) {
+    std::vector<Pass> out;
+    for (size_t b = 0; b < n; b += per_pass) out.push_back({b, std::min(n, b + per_pass)});
+    return out;
+}
+
+template <TensorType kType>
+void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
+            int64_t n_tok, float* out, int64_t ld_out) {
+    using Y = std::conditional_t<kType == TensorType::Q4_1 || kType == TensorType::Q5_1, BlockQ8_1, BlockQ8_0>;
+    thread_local std::vector<Tile32> tile;
+    thread_local std::vector<IntBlock32> row;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+        const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
+        repack32(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile, row);
+        for (const Pass& pass : passes(tile.size(), 32)) {
+            over_tokens<4>(n_tok, static_cast<const uint8_t*>(act), act_row_bytes, out + r0, ld_out, [&](auto T, const uint8_t* a, float* o) {
+                tokens32<Y, T()>(tile, pass, a, act_row_bytes, o, ld_out, row_mask(rows));
+            });
+        }
+    }
+}
+
+template <TensorType kType>
+void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
+             int64_t n_tok, float* out, int64_t ld_out) {
+    constexpr bool kMins = kType == TensorType::Q2_K || kType == TensorType::Q4_K || kType == TensorType::Q5_K;
+    constexpr bool kOffset = kType == TensorType::Q3_K || kType == TensorType::Q6_K;  // signed levels
+    constexpr int kSub = kType == TensorType::Q4_K || kType == TensorType::Q5_K ? 32 : 16;
+    thread_local std::vector<Tile256> tile;
+    thread_local std::vector<IntBlock256> row;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+        const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
+        repack256(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK_K, tile, row);
+        for (const Pass& pass : passes(tile.size(), 4)) {
+            over_tokens<4>(n_tok, static_cast<const uint8_t*>(act), act_row_bytes, out + r0, ld_out, [&](auto T, const uint8_t* a, float* o) {
+                tokens256<T(), kSub, kMins, kOffset>(tile, pass, a, act_row_bytes, o, ld_out, row_mask(rows));
+            });
+        }
+    }
+}
+
+void gemm_f16(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
+              int64_t n_tok, float* out, int64_t ld_out) {
+    constexpr int kTokens = 8;
+    // All activations in float once per call (tokens t0.. of a group start at x + t0 * n).
+    thread_local std::vector<float> tile, x;
+    x.resize(size_t(n * n_tok));
+    const auto* a = static_cast<const uint8_t*>(act);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) {
+        const int T = int(std::min<int64_t>(kTokens, n_tok - t0));
+        if (T < kTokens) {
+            for (int64_t t = t0; t < n_tok; ++t) activations_f16(a + size_t(t) * act_row_bytes, act_row_bytes, n, 1, x.data() + t * n);
+        } else {
+            activations_f16(a + size_t(t0) * act_row_bytes, act_row_bytes, n, kTokens, x.data() + t0 * n);
+        }
+    }
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
+        const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
+        repack_f16(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n, tile);
+        for (const Pass& pass : passes(size_t(n), 256)) {
+            int64_t t = 0;
+            for (; t + kTokens <= n_tok; t += kTokens) {
+                tokens_f16<kTokens>(tile, pass, x.data() + t * n, out + t * ld_out + r0, ld_out, row_mask(rows));
+            }
+            for (; t < n_tok; ++t) tokens_f16<1>(tile, pass, x.data() + t * n, out + t * ld_out + r0, ld_out, row_mask(rows));
+        }
+    }
+}
+
+}  // namespace
+
+void register_avx512_gemm(TraitsTable& t) {
+    // Q5_1 keeps its vec_dot, which follows the reference's summation order bit for bit: on the
+    // small golden models its d * sum + m * s terms cancel so much that any other order moves
+    // the logits measurably.
+    t[size_t(TensorType::Q4_0)].gemm = gemm32<TensorType::Q4_0>;
+    t[size_t(TensorType::Q4_1)].gemm = gemm32<TensorType::Q4_1>;
+    t[size_t(TensorType::Q5_0)].gemm = gemm32<TensorType::Q5_0>;
+    t[size_t(TensorType::Q8_0)].gemm = gemm32<TensorType::Q8_0>;
+    t[size_t(TensorType::IQ4_NL)].gemm = gemm32<TensorType::IQ4_NL>;
+    t[size_t(TensorType::Q2_K)].gemm = gemm256<TensorType::Q2_K>;
+    t[size_t(TensorType::Q3_K)].gemm = gemm256<TensorType::Q3_K>;
+    t[size_t(TensorType::Q4_K)].gemm = gemm256<TensorType::Q4_K>;
+    t[size_t(TensorType::Q5_K)].gemm = gemm256<TensorType::Q5_K>;
+    t[size_t(TensorType::Q6_K)].gemm = gemm256<TensorType::Q6_K>;
+    t[size_t(TensorType::F16)].gemm = gemm_f16;
+}
+
+}  // namespace qllm
