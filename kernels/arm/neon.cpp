@@ -8,6 +8,8 @@
 // for BF16 only while the product stays in float's normal range).
 #include <arm_neon.h>
 
+#include <climits>
+
 #include <cmath>
 #include <cstring>
 
@@ -128,9 +130,15 @@ void bf16_from_float(const float* src, void* dst, int64_t n) {
 // ---- activation quantizers: the reference's bytes ----
 
 // 32 floats -> 32 int8 by round-half-away (std::round, as the reference), truncating narrow.
+// NaN and values out of int32's range give INT32_MIN (low byte 0), as the reference defines it
+// after x86's conversion; vcvtaq alone would saturate them.
 inline int8x16_t round_away_16(const float* x, float id) {
     int32x4_t q[4];
-    for (int k = 0; k < 4; ++k) q[k] = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(x + 4 * k), id));
+    for (int k = 0; k < 4; ++k) {
+        const float32x4_t t = vmulq_n_f32(vld1q_f32(x + 4 * k), id);
+        const uint32x4_t in_range = vcaltq_f32(t, vdupq_n_f32(2147483648.0f));
+        q[k] = vbslq_s32(in_range, vcvtaq_s32_f32(t), vdupq_n_s32(INT32_MIN));
+    }
     const int16x8_t lo = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
     const int16x8_t hi = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
     return vcombine_s8(vmovn_s16(lo), vmovn_s16(hi));
