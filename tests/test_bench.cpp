@@ -96,7 +96,8 @@ Outcome bench_stories(const TempDir& dir, std::vector<std::string> extra) {
 // Parameters and bytes of a model's weights, as llama-bench counts them.
 std::pair<uint64_t, uint64_t> weights_of(const fs::path& model) {
     uint64_t params = 0, bytes = 0;
-    for (const auto& t : gguf::File(model.string()).tensors()) {
+    const gguf::File file(model.string());  // named: a temporary would die before the loop
+    for (const auto& t : file.tensors()) {
         params += uint64_t(t.n_elements());
         bytes += t.size;
     }

@@ -34,6 +34,7 @@ int64_t max_threads() {
 // the reduced argument, scaled by 2^n; within 1.5 ulp of expf). Using the same approximation
 // keeps our f16-rounded attention weights identical to the reference's.
 [[gnu::always_inline]] inline float vector_expf(float x) {
+    if (std::isnan(x)) return x;  // NaN activations stay NaN (and never reach ldexp as an int)
     const float shifter = 0x1.8p23f;
     const float z = std::fma(x, 0x1.715476p+0f, shifter);
     const float n = z - shifter;
