@@ -520,18 +520,6 @@ const std::vector<Case>& corpus() {
     return cases;
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> lines;
-    size_t start = 0;
-    while (start < text.size()) {
-        size_t end = text.find('\n', start);
-        if (end == std::string::npos) end = text.size();
-        lines.push_back(text.substr(start, end - start));
-        start = end + 1;
-    }
-    return lines;
-}
-
 // Exit code exactly 1, nothing on stdout, and stderr exactly one error line naming the file
 // and the cause. Anything else (a crash, a sanitizer report, a log line) fails.
 void expect_one_error(const ProcessResult& r, const std::string& what, const std::string& path,

@@ -74,18 +74,6 @@ Outcome run_qllm(const TempDir& dir, const std::vector<std::string>& args, const
     return o;
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
-    std::vector<std::string> lines;
-    size_t start = 0;
-    while (start < text.size()) {
-        size_t end = text.find('\n', start);
-        if (end == std::string::npos) end = text.size();
-        lines.push_back(text.substr(start, end - start));
-        start = end + 1;
-    }
-    return lines;
-}
-
 // `qllm bench` on stories260K with one thread and the given extra arguments.
 Outcome bench_stories(const TempDir& dir, std::vector<std::string> extra) {
     std::vector<std::string> args = {"bench", "-m", stories().string(), "-t", "1"};
