@@ -34,11 +34,6 @@ inline uint32_t load_u32(const void* p) {
     return v;
 }
 
-// 4 activation bytes in every lane, biased to unsigned.
-inline __m512i broadcast_biased(const int8_t* y) {
-    return _mm512_xor_si512(_mm512_set1_epi32(int(load_u32(y))), _mm512_set1_epi8(char(0x80)));
-}
-
 inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
 
 // A pass over blocks [begin, end) of the rows. Passes short enough for the tile's part and the
@@ -65,7 +60,7 @@ void reset(std::vector<E>& tile, size_t n, int64_t rows) {
 struct Tile32 {
     int8_t w[8][kRows][4];    // values 4g..4g+3 of each row
     float d[kRows], m[kRows];
-    int32_t bias[kRows];      // 128 * (sum of the row's values)
+    int32_t neg_bias[kRows];  // -128 * (sum of the row's values): where each dot starts
 };
 
 void repack32(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb, std::vector<Tile32>& tile,
@@ -82,34 +77,61 @@ void repack32(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows,
             for (int8_t q : src.q) sum += q;
             t.d[r] = src.d;
             t.m[r] = src.m;
-            t.bias[r] = 128 * sum;
+            t.neg_bias[r] = -128 * sum;
         }
     }
 }
 
-// T tokens against the tile: out[t * ld_out + r].
-template <typename Y, int T>
-void tokens32(const std::vector<Tile32>& tile, Pass pass, const uint8_t* act, size_t act_row, float* out,
+// A call's activations, prepared once for all its tiles: values biased to unsigned (y + 128,
+// an xor of the sign bit), so that each vpdpbusd takes its 4 bytes straight from memory as a
+// broadcast, and block scales (and Q8_1's sums) in float.
+struct Activations32 {
+    std::vector<uint8_t> q;   // token t's values at t * n
+    std::vector<float> d, s;  // token t's block b at t * nb + b
+};
+
+template <typename Y>
+void prepare32(const uint8_t* act, size_t act_row, int64_t n_tok, int64_t nb, Activations32& a) {
+    a.q.resize(size_t(n_tok * nb * kQK));
+    a.d.resize(size_t(n_tok * nb));
+    a.s.resize(size_t(n_tok * nb));
+    for (int64_t t = 0; t < n_tok; ++t) {
+        const Y* y = reinterpret_cast<const Y*>(act + size_t(t) * act_row);
+        uint8_t* q = a.q.data() + t * nb * kQK;
+        for (int64_t b = 0; b < nb; ++b) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kQK), _mm256_xor_si256(v, _mm256_set1_epi8(char(0x80))));
+            a.d[size_t(t * nb + b)] = half_to_float(y[b].d);
+            if constexpr (requires { y[b].s; }) a.s[size_t(t * nb + b)] = half_to_float(y[b].s);
+        }
+    }
+}
+
+// Tokens t0 .. t0 + T - 1 against the tile: out[t * ld_out + r].
+template <bool kMins, int T>
+void tokens32(const std::vector<Tile32>& tile, Pass pass, const Activations32& a, int64_t t0, float* out,
               int64_t ld_out, __mmask16 mask) {
+    const int64_t nb = int64_t(tile.size());
     __m512 acc[T];
     start_sums(acc, pass, out, ld_out, mask);
     for (size_t b = pass.begin; b < pass.end; ++b) {
         const Tile32& x = tile[b];
-        const Y* y[T];
-        for (int t = 0; t < T; ++t) y[t] = reinterpret_cast<const Y*>(act + size_t(t) * act_row) + b;
+        const uint8_t* y = a.q.data() + (t0 * nb + int64_t(b)) * kQK;
+        const float* yd = a.d.data() + t0 * nb + int64_t(b);
         __m512i dot[T];
-        for (int t = 0; t < T; ++t) dot[t] = _mm512_setzero_si512();
+        for (int t = 0; t < T; ++t) dot[t] = _mm512_loadu_si512(x.neg_bias);
         for (int g = 0; g < 8; ++g) {
             const __m512i w = _mm512_loadu_si512(x.w[g]);
-            for (int t = 0; t < T; ++t) dot[t] = _mm512_dpbusd_epi32(dot[t], broadcast_biased(y[t]->qs + 4 * g), w);
+            for (int t = 0; t < T; ++t) {
+                dot[t] = _mm512_dpbusd_epi32(dot[t], _mm512_set1_epi32(int(load_u32(y + t * nb * kQK + 4 * g))), w);
+            }
         }
-        const __m512i bias = _mm512_loadu_si512(x.bias);
         const __m512 d = _mm512_loadu_ps(x.d);
         for (int t = 0; t < T; ++t) {
-            const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(half_to_float(y[t]->d)));
-            acc[t] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot[t], bias)), acc[t]);
-            if constexpr (requires { y[t]->s; }) {
-                acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(x.m), _mm512_set1_ps(half_to_float(y[t]->s)), acc[t]);
+            const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(yd[t * nb]));
+            acc[t] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot[t]), acc[t]);
+            if constexpr (kMins) {
+                acc[t] = _mm512_fmadd_ps(_mm512_loadu_ps(x.m), _mm512_set1_ps(a.s[size_t((t0 + t) * nb) + b]), acc[t]);
             }
         }
     }
@@ -234,14 +256,15 @@ void tokens_f16(const std::vector<float>& tile, Pass pass, const float* x, float
 
 // ---- drivers: tiles of 16 rows, tokens in groups of kTokens ----
 
-// Runs fn<T>(act_t, out_t) over all tokens: groups of kTokens, then the remainder one by one.
+// Runs fn<T>(t0, out_t0) over all tokens: groups of kTokens, then of 4, then one by one.
 template <int kTokens, typename Fn>
-void over_tokens(int64_t n_tok, const uint8_t* act, size_t act_row, float* out, int64_t ld_out, Fn&& fn) {
+void over_tokens(int64_t n_tok, float* out, int64_t ld_out, Fn&& fn) {
     int64_t t = 0;
-    for (; t + kTokens <= n_tok; t += kTokens) {
-        fn(std::integral_constant<int, kTokens>{}, act + size_t(t) * act_row, out + t * ld_out);
+    for (; t + kTokens <= n_tok; t += kTokens) fn(std::integral_constant<int, kTokens>{}, t, out + t * ld_out);
+    if constexpr (kTokens > 4) {
+        for (; t + 4 <= n_tok; t += 4) fn(std::integral_constant<int, 4>{}, t, out + t * ld_out);
     }
-    for (; t < n_tok; ++t) fn(std::integral_constant<int, 1>{}, act + size_t(t) * act_row, out + t * ld_out);
+    for (; t < n_tok; ++t) fn(std::integral_constant<int, 1>{}, t, out + t * ld_out);
 }
 
 inline __mmask16 row_mask(int64_t rows) { return __mmask16((1u << rows) - 1u); }
@@ -256,15 +279,18 @@ std::vector<Pass> passes(size_t n, size_t per_pass) {
 template <TensorType kType>
 void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
             int64_t n_tok, float* out, int64_t ld_out) {
-    using Y = std::conditional_t<kType == TensorType::Q4_1 || kType == TensorType::Q5_1, BlockQ8_1, BlockQ8_0>;
+    constexpr bool kMins = kType == TensorType::Q4_1 || kType == TensorType::Q5_1;
+    using Y = std::conditional_t<kMins, BlockQ8_1, BlockQ8_0>;
     thread_local std::vector<Tile32> tile;
     thread_local std::vector<IntBlock32> row;
+    thread_local Activations32 a;
+    prepare32<Y>(static_cast<const uint8_t*>(act), act_row_bytes, n_tok, n / kQK, a);
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         repack32(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile, row);
         for (const Pass& pass : passes(tile.size(), 32)) {
-            over_tokens<4>(n_tok, static_cast<const uint8_t*>(act), act_row_bytes, out + r0, ld_out, [&](auto T, const uint8_t* a, float* o) {
-                tokens32<Y, T()>(tile, pass, a, act_row_bytes, o, ld_out, row_mask(rows));
+            over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
+                tokens32<kMins, T()>(tile, pass, a, t0, o, ld_out, row_mask(rows));
             });
         }
     }
@@ -282,8 +308,9 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         repack256(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK_K, tile, row);
         for (const Pass& pass : passes(tile.size(), 4)) {
-            over_tokens<4>(n_tok, static_cast<const uint8_t*>(act), act_row_bytes, out + r0, ld_out, [&](auto T, const uint8_t* a, float* o) {
-                tokens256<T(), kSub, kMins, kOffset>(tile, pass, a, act_row_bytes, o, ld_out, row_mask(rows));
+            over_tokens<4>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
+                tokens256<T(), kSub, kMins, kOffset>(tile, pass, static_cast<const uint8_t*>(act) + size_t(t0) * act_row_bytes,
+                                                     act_row_bytes, o, ld_out, row_mask(rows));
             });
         }
     }

@@ -20,6 +20,7 @@ namespace {
 // Batches at least this long go through the format's GEMM kernel, if it has one; shorter ones
 // (token generation) through one vec_dot per row and token. Row chunks are multiples of kGemmRows.
 constexpr int64_t kGemmMinTokens = 4;
+constexpr size_t kPrefetchBytes = 4096;  // see matmul
 constexpr int64_t kGemmRows = 16;
 
 int64_t max_threads() {
@@ -113,10 +114,16 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, s
         }
         return;
     }
+    // Each thread streams its rows from memory once per token. The hardware prefetcher alone
+    // leaves too few loads in flight to reach the memory bandwidth, so the row about
+    // kPrefetchBytes ahead is requested while this one is computed.
     const VecDotFn dot = wt.vec_dot;
+    const int64_t ahead = std::max<int64_t>(1, int64_t(kPrefetchBytes / w_row));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < n_out; ++r) {
         const uint8_t* wr = w.data + size_t(r) * w_row;
+        const uint8_t* next = w.data + size_t(std::min(r + ahead, n_out - 1)) * w_row;
+        for (size_t b = 0; b < w_row; b += 64) __builtin_prefetch(next + b);
         for (int64_t t = 0; t < n_tokens; ++t) out[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
     }
 }
