@@ -5,7 +5,6 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -17,27 +16,12 @@
 #include <omp.h>
 
 #include "kernels/cpu.h"
+#include "util/bandwidth.h"
 
 namespace qllm {
 namespace {
 
 double g_read_bandwidth = 0;  // bytes/s, measured once in main()
-
-double measure_read_bandwidth() {
-    const size_t n = (1ull << 30) / sizeof(uint64_t);
-    std::vector<uint64_t> buffer(n, 1);
-    double best = 0;
-    for (int pass = 0; pass < 3; ++pass) {
-        const auto t0 = std::chrono::steady_clock::now();
-        uint64_t sum = 0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-        for (size_t i = 0; i < n; ++i) sum += buffer[i];
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        benchmark::DoNotOptimize(sum);
-        best = std::max(best, double(n * sizeof(uint64_t)) / s);
-    }
-    return best;
-}
 
 struct Problem {
     std::vector<uint8_t> weights;      // rows x cols in the weight format

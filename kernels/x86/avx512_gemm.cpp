@@ -308,7 +308,7 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         repack256(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK_K, tile, row);
         for (const Pass& pass : passes(tile.size(), 4)) {
-            over_tokens<4>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
+            over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
                 tokens256<T(), kSub, kMins, kOffset>(tile, pass, static_cast<const uint8_t*>(act) + size_t(t0) * act_row_bytes,
                                                      act_row_bytes, o, ld_out, row_mask(rows));
             });

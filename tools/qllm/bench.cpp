@@ -19,6 +19,7 @@
 #include "model/context.h"
 #include "qllm/error.h"
 #include "quant/quantize.h"
+#include "util/bandwidth.h"
 
 namespace qllm::cli {
 namespace {
@@ -76,29 +77,6 @@ std::vector<int> split_ints(const std::string& s, const char* flag) {
         }
     }
     return out;
-}
-
-// Read bandwidth of this machine: the best of three passes summing a 512 MiB buffer, prefetching
-// ahead as the kernels do (without it, the hardware prefetcher alone leaves much of the bandwidth
-// unused on some machines, and every fraction measured against it would be inflated).
-double measure_read_bandwidth_gbps() {
-    const size_t n = (512ull << 20) / sizeof(uint64_t);
-    constexpr size_t kLine = 64 / sizeof(uint64_t), kAhead = 4096 / sizeof(uint64_t);
-    std::vector<uint64_t> buffer(n + kAhead, 1);
-    double best = 0;
-    for (int pass = 0; pass < 3; ++pass) {
-        const auto t0 = Clock::now();
-        uint64_t sum = 0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-        for (size_t line = 0; line < n; line += kLine) {
-            __builtin_prefetch(buffer.data() + line + kAhead);
-            for (size_t i = line; i < line + kLine; ++i) sum += buffer[i];
-        }
-        const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-        if (sum != n) fail("bandwidth probe miscounted");
-        best = std::max(best, double(n * sizeof(uint64_t)) / s / 1e9);
-    }
-    return best;
 }
 
 // A temporary directory for the quantized levels, removed with everything in it on every exit
@@ -340,7 +318,7 @@ int bench(const BenchOptions& opt) {
     // The probe (half a second, 512 MiB) only serves the generation rows.
     const bool any_gen = std::any_of(gens.begin(), gens.end(), [](int n) { return n > 0; });
     if (any_gen) fmt::print(stderr, "qllm: measuring memory read bandwidth...\n");
-    const double bandwidth = any_gen ? measure_read_bandwidth_gbps() : 0.0;
+    const double bandwidth = any_gen ? measure_read_bandwidth() / 1e9 : 0.0;
     std::vector<Row> rows;
     std::vector<TokenId> quality_tokens;
     std::vector<float> source_logits;

@@ -1,0 +1,34 @@
+#include "util/bandwidth.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "qllm/error.h"
+
+namespace qllm {
+
+double measure_read_bandwidth(size_t bytes) {
+    // Without the prefetch, the hardware prefetcher alone leaves much of the bandwidth unused on
+    // some machines, and every fraction measured against the result would be inflated.
+    constexpr size_t kLine = 64 / sizeof(uint64_t), kAhead = 4096 / sizeof(uint64_t);
+    const size_t n = std::max(bytes / sizeof(uint64_t), kLine) / kLine * kLine;
+    std::vector<uint64_t> buffer(n + kAhead, 1);
+    double best = 0;
+    for (int pass = 0; pass < 3; ++pass) {
+        const auto t0 = std::chrono::steady_clock::now();
+        uint64_t sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+        for (size_t line = 0; line < n; line += kLine) {
+            __builtin_prefetch(buffer.data() + line + kAhead);
+            for (size_t i = line; i < line + kLine; ++i) sum += buffer[i];
+        }
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (sum != n) throw Error("memory bandwidth probe miscounted");
+        best = std::max(best, double(n * sizeof(uint64_t)) / s);
+    }
+    return best;
+}
+
+}  // namespace qllm
