@@ -227,19 +227,22 @@ void tokens256(const std::vector<Tile256>& tile, Pass pass, const uint8_t* act, 
 
 // ---- F16: 16 rows converted to float once, against f16 activations ----
 
-void repack_f16(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t n, std::vector<float>& tile) {
-    reset(tile, size_t(n) * kRows, rows);
-    for (int64_t r = 0; r < rows; ++r) {
-        const auto* src = reinterpret_cast<const f16_t*>(w + size_t(r) * row_bytes);
-        for (int64_t i = 0; i < n; ++i) tile[size_t(i) * kRows + size_t(r)] = half_to_float(src[i]);
+// n f16 values in float.
+void halves_to_floats(const f16_t* src, int64_t n, float* x) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
     }
+    for (; i < n; ++i) x[i] = half_to_float(src[i]);
 }
 
-// Tokens t0.. t0+T-1 in float, value-major (x[i * T + t]), so that one step reads T neighbours.
-void activations_f16(const uint8_t* act, size_t act_row, int64_t n, int T, float* x) {
-    for (int t = 0; t < T; ++t) {
-        const auto* src = reinterpret_cast<const f16_t*>(act + size_t(t) * act_row);
-        for (int64_t i = 0; i < n; ++i) x[i * T + t] = half_to_float(src[i]);
+// rows f16 rows of n values into x[i * stride + r], through `row` (converted 16 at a time).
+void transpose_to_floats(const uint8_t* src, size_t row_bytes, int64_t rows, int64_t n, int64_t stride, float* x,
+                         std::vector<float>& row) {
+    row.resize(size_t(n));
+    for (int64_t r = 0; r < rows; ++r) {
+        halves_to_floats(reinterpret_cast<const f16_t*>(src + size_t(r) * row_bytes), n, row.data());
+        for (int64_t i = 0; i < n; ++i) x[i * stride + r] = row[size_t(i)];
     }
 }
 
@@ -319,21 +322,22 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
 void gemm_f16(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
               int64_t n_tok, float* out, int64_t ld_out) {
     constexpr int kTokens = 8;
-    // All activations in float once per call (tokens t0.. of a group start at x + t0 * n).
-    thread_local std::vector<float> tile, x;
+    // All activations in float once per call, value-major within each group of tokens: the
+    // group starting at token t0 holds x[t0 * n + i * T + t], so that one step reads T neighbours.
+    thread_local std::vector<float> tile, row, x;
     x.resize(size_t(n * n_tok));
     const auto* a = static_cast<const uint8_t*>(act);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) {
-        const int T = int(std::min<int64_t>(kTokens, n_tok - t0));
-        if (T < kTokens) {
-            for (int64_t t = t0; t < n_tok; ++t) activations_f16(a + size_t(t) * act_row_bytes, act_row_bytes, n, 1, x.data() + t * n);
-        } else {
-            activations_f16(a + size_t(t0) * act_row_bytes, act_row_bytes, n, kTokens, x.data() + t0 * n);
+        const int64_t T = n_tok - t0 >= kTokens ? kTokens : 1;
+        for (int64_t t = t0; t < std::min(n_tok, t0 + kTokens); t += T) {
+            transpose_to_floats(a + size_t(t) * act_row_bytes, act_row_bytes, T, n, T, x.data() + t * n, row);
         }
     }
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
-        repack_f16(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n, tile);
+        reset(tile, size_t(n) * kRows, rows);
+        transpose_to_floats(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n, kRows,
+                            tile.data(), row);
         for (const Pass& pass : passes(size_t(n), 256)) {
             int64_t t = 0;
             for (; t + kTokens <= n_tok; t += kTokens) {
