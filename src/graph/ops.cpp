@@ -54,14 +54,14 @@ int64_t max_threads() {
 
 // x86 builds run on CPUs without FMA; the functions that evaluate vector_expf in bulk get a
 // second, FMA-instruction copy chosen at load time (std::fma is otherwise a library call).
-// Attention's loops gain from 256-bit vectors; AVX2 alone has no FMA, so no product-sum is
-// contracted and the results stay those of the default copy.
+// Attention gets AVX-512 and AVX2 copies of its vector loops. The products it contracts into
+// FMAs are exact (f16 values multiplied in float), so every copy gives the same results.
 #if defined(__x86_64__) && defined(__GNUC__)
 #define QLLM_FMA_CLONES [[gnu::target_clones("fma", "default")]]
-#define QLLM_AVX2_CLONES [[gnu::target_clones("avx2", "default")]]
+#define QLLM_ATTENTION_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
 #else
 #define QLLM_FMA_CLONES
-#define QLLM_AVX2_CLONES
+#define QLLM_ATTENTION_CLONES
 #endif
 
 }  // namespace
@@ -174,114 +174,155 @@ void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos
                  KvFloat& kv) {
     const TypeTraits& f16 = traits(TensorType::F16);
     const int64_t kv_dim = n_head_kv * head_dim;
-    kv.stride = (n_pos + 15) / 16 * 16;
+    const int64_t padded = (n_pos + 15) / 16 * 16;
+    kv.k.resize(size_t(padded * kv_dim));
+    f16.to_float(k_cache, kv.k.data(), n_pos * kv_dim);
+    std::fill(kv.k.begin() + n_pos * kv_dim, kv.k.end(), 0.0f);
     kv.v.resize(size_t(n_pos * kv_dim));
     f16.to_float(v_cache, kv.v.data(), n_pos * kv_dim);
-    kv.k_t.assign(size_t(kv_dim * kv.stride), 0.0f);
-    std::vector<float> row(static_cast<size_t>(kv_dim));
-    for (int64_t pos = 0; pos < n_pos; ++pos) {
-        f16.to_float(k_cache + pos * kv_dim, row.data(), kv_dim);
-        for (int64_t i = 0; i < kv_dim; ++i) kv.k_t[size_t(i * kv.stride + pos)] = row[size_t(i)];
-    }
 }
 
 namespace {
 
-// q · k for 16 positions at once (k_t: head_dim rows of `stride` positions), each in the
-// reference's order: 16 lanes by i mod 16, the pairwise tree, then the rest in double. Here the
-// lanes of one position are part[l][pos], so every step runs across positions, 8 at a time (a
-// vector of 8 floats, the compiler's vector extension: one AVX register, two SSE ones).
-using Floats8 = float __attribute__((vector_size(32)));
+// 16 floats: one AVX-512 register, two AVX ones, four SSE or NEON ones (the compiler's vector
+// extension, so that one source serves every target). They live in registers and in inlined
+// functions only, so the warning about how they would be passed to a function does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+using Floats16 = float __attribute__((vector_size(64)));
 
-[[gnu::always_inline]] inline Floats8 load8(const float* p) {
-    Floats8 v;
+[[gnu::always_inline]] inline Floats16 load16(const float* p) {
+    Floats16 v;
     std::memcpy(&v, p, sizeof v);
     return v;
 }
 
-[[gnu::always_inline]] inline void scores8(const float* q, const float* k_t, int64_t stride, int64_t head_dim, float* out) {
-    Floats8 part[16] = {};
-    const int64_t full = head_dim / 16 * 16;
-    for (int64_t i = 0; i < full; i += 16) {
-        for (int l = 0; l < 16; ++l) part[l] += q[i + l] * load8(k_t + (i + l) * stride);
+// Lane p of the result = the sum of v[p]'s 16 lanes in the reference's pairwise order (lane
+// j += lane j + w, for w = 8, 4, 2, 1). Each level adds the two halves of every position's
+// partial sums and packs two vectors into one, so 16 sums take 15 additions, not 240.
+[[gnu::always_inline]] inline Floats16 sum_lanes_16x16(const Floats16 (&v)[16]) {
+    Floats16 a[8], b[4], c[2];
+    for (int p = 0; p < 8; ++p) {  // a[p]: 8 lanes of position p, then 8 of p + 8
+        a[p] = __builtin_shufflevector(v[p], v[p + 8], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               __builtin_shufflevector(v[p], v[p + 8], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
     }
-    for (int width = 8; width >= 1; width /= 2) {
-        for (int l = 0; l < width; ++l) part[l] += part[l + width];
+    for (int p = 0; p < 4; ++p) {  // b[p]: 4 lanes each of positions p, p + 4, p + 8, p + 12
+        b[p] = __builtin_shufflevector(a[p], a[p + 4], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
+               __builtin_shufflevector(a[p], a[p + 4], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
     }
-    if (full == head_dim) {
-        std::memcpy(out, &part[0], sizeof part[0]);
-        return;
+    for (int p = 0; p < 2; ++p) {  // c[p]: 2 lanes each of positions p, p + 2, ..., p + 14
+        c[p] = __builtin_shufflevector(b[p], b[p + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+               __builtin_shufflevector(b[p], b[p + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
     }
-    for (int pos = 0; pos < 8; ++pos) {
-        double sum = part[0][pos];
-        for (int64_t i = full; i < head_dim; ++i) sum += double(q[i]) * double(k_t[i * stride + pos]);
-        out[pos] = float(sum);
-    }
+    return __builtin_shufflevector(c[0], c[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
+           __builtin_shufflevector(c[0], c[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
 }
 
-// sum = sum of w[pos] * v[pos] over pos = start, start + 16, ... < end, in that order, for rows
-// of kVectors * 8 values `stride` apart; the sum stays in registers.
+// scores[p] = q · k[p] for positions [0, n_pos rounded up to 16), each in the reference's order:
+// 16 lanes by i mod 16, the pairwise tree, then the values past the last 16 in double. q has
+// been rounded to f16 and k comes from f16, so every product is exact and an FMA adds it as a
+// multiply-then-add would. kVectors = head_dim / 16, when the compiler should know it.
 template <int kVectors>
-[[gnu::always_inline]] inline void weighted_sum16(const float* w, const float* v, int64_t stride, int64_t start, int64_t end,
-                                                  float* sum) {
-    Floats8 acc[kVectors] = {};
-    for (int64_t pos = start; pos < end; pos += 16) {
-        for (int k = 0; k < kVectors; ++k) acc[k] += w[pos] * load8(v + pos * stride + 8 * k);
+[[gnu::always_inline]] inline void scores16(const float* q, const float* k, int64_t stride, int64_t head_dim, int64_t n_pos,
+                                            float* scores) {
+    const int64_t n16 = kVectors > 0 ? kVectors : head_dim / 16;
+    Floats16 q16[kMaxHeadDim / 16];
+    for (int64_t c = 0; c < n16; ++c) q16[c] = load16(q + 16 * c);
+    for (int64_t p0 = 0; p0 < n_pos; p0 += 16) {
+        Floats16 part[16];
+        for (int j = 0; j < 16; ++j) {
+            const float* kp = k + (p0 + j) * stride;
+            Floats16 s = {};
+            for (int64_t c = 0; c < n16; ++c) s += q16[c] * load16(kp + 16 * c);
+            part[j] = s;
+        }
+        const Floats16 sums = sum_lanes_16x16(part);
+        std::memcpy(scores + p0, &sums, sizeof sums);
+        if (16 * n16 == head_dim) continue;
+        for (int64_t p = p0; p < std::min(n_pos, p0 + 16); ++p) {
+            double sum = scores[p];
+            for (int64_t i = 16 * n16; i < head_dim; ++i) sum += double(q[i]) * double(k[p * stride + i]);
+            scores[p] = float(sum);
+        }
     }
-    std::memcpy(sum, acc, sizeof acc);
 }
 
-}  // namespace
+// out[i] = sum of w[p] * v[p][i] over positions [first, n_pos), summed as the reference's
+// transposed-V product does: in 16 lanes by position (p mod 16), each lane in order, then the
+// pairwise tree. `lanes` holds 16 * head_dim floats. w is rounded to f16 and v comes from f16,
+// so the products are exact here too.
+template <int kVectors>
+[[gnu::always_inline]] inline void weighted_sum16(const float* w, const float* v, int64_t stride, int64_t head_dim,
+                                                  int64_t first, int64_t n_pos, float* lanes, float* out) {
+    const int64_t n16 = kVectors > 0 ? kVectors : head_dim / 16;
+    for (int64_t lane = 0; lane < 16; ++lane) {
+        const int64_t start = first + (lane - first % 16 + 16) % 16;
+        float* sum = lanes + lane * head_dim;
+        Floats16 acc[kVectors > 0 ? kVectors : 1];
+        for (int64_t c0 = 0; c0 < n16; c0 += std::size(acc)) {  // blocks of the vectors that fit in acc
+            const int64_t nc = std::min<int64_t>(int64_t(std::size(acc)), n16 - c0);
+            for (int64_t c = 0; c < nc; ++c) acc[c] = Floats16{};
+            for (int64_t p = start; p < n_pos; p += 16) {
+                for (int64_t c = 0; c < nc; ++c) acc[c] += w[p] * load16(v + p * stride + 16 * (c0 + c));
+            }
+            std::memcpy(sum + 16 * c0, acc, size_t(nc) * sizeof(Floats16));
+        }
+        for (int64_t i = 16 * n16; i < head_dim; ++i) {
+            sum[i] = 0.0f;
+            for (int64_t p = start; p < n_pos; p += 16) sum[i] += w[p] * v[p * stride + i];
+        }
+    }
+    for (int64_t i = 0; i < 16 * n16; i += 16) {
+        Floats16 s[16];
+        for (int l = 0; l < 16; ++l) s[l] = load16(lanes + l * head_dim + i);
+        for (int width = 8; width >= 1; width /= 2) {
+            for (int l = 0; l < width; ++l) s[l] += s[l + width];
+        }
+        std::memcpy(out + i, &s[0], sizeof s[0]);
+    }
+    for (int64_t i = 16 * n16; i < head_dim; ++i) {
+        float l16[16];
+        for (int64_t l = 0; l < 16; ++l) l16[l] = lanes[l * head_dim + i];
+        out[i] = ref::reduce_lanes16(l16);
+    }
+}
 
-QLLM_AVX2_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p, float* out,
-                                float* scores) {
+template <int kVectors>
+[[gnu::always_inline]] inline void attention_heads(const float* q, const KvFloat& kv, int64_t n_pos,
+                                                   const AttentionParams& p, float* out, float* scores) {
     const int64_t head_dim = p.head_dim;
     const int64_t kv_dim = p.n_head_kv * head_dim;
     const int64_t group = p.n_head / p.n_head_kv;
     // Keys before `first` are outside the sliding window: masked, as -inf scores.
     const int64_t first = p.window > 0 ? std::max<int64_t>(0, n_pos - p.window) : 0;
-    float q_rounded[kMaxHeadDim];
-    float lanes[16];
-    std::vector<float> out_lanes(size_t(head_dim) * 16);  // [p mod 16][i]
+    alignas(64) float q_rounded[kMaxHeadDim];
+    std::vector<float> lanes(size_t(head_dim) * 16);
     for (int64_t h = 0; h < p.n_head; ++h) {
         const int64_t kvh = h / group;
         // q meets the f16 K cache as f16, as in the reference.
         for (int64_t i = 0; i < head_dim; ++i) q_rounded[i] = f16_to_f32(f32_to_f16(q[h * head_dim + i]));
-        for (int64_t pos = 0; pos < n_pos; pos += 8) {
-            scores8(q_rounded, kv.k_t.data() + kvh * head_dim * kv.stride + pos, kv.stride, head_dim, scores + pos);
-        }
+        scores16<kVectors>(q_rounded, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, scores);
         for (int64_t pos = 0; pos < n_pos; ++pos) {
             float s = scores[pos];
             if (p.softcap > 0.0f) s = std::tanh(s * (1.0f / p.softcap)) * p.softcap;
             scores[pos] = pos < first ? -INFINITY : s * p.kq_scale;
         }
         softmax(scores, n_pos);
-        // out[i] = sum_p w[p] * v[p][i], the weights rounded to f16 where they meet V; summed in
-        // 16 lanes by position (p mod 16) like the reference's transposed-V product.
+        // The weights are rounded to f16 where they meet V.
         for (int64_t pos = first; pos < n_pos; ++pos) scores[pos] = f16_to_f32(f32_to_f16(scores[pos]));
-        for (int64_t lane = 0; lane < 16; ++lane) {
-            // Positions of one lane in order, summed in registers when head_dim allows.
-            float* sum = out_lanes.data() + lane * head_dim;
-            const int64_t start = first + (lane - first % 16 + 16) % 16;
-            const float* v = kv.v.data() + kvh * head_dim;
-            if (head_dim == 64) {
-                weighted_sum16<8>(scores, v, kv_dim, start, n_pos, sum);
-            } else if (head_dim == 128) {
-                weighted_sum16<16>(scores, v, kv_dim, start, n_pos, sum);
-            } else if (head_dim == 256) {
-                weighted_sum16<32>(scores, v, kv_dim, start, n_pos, sum);
-            } else {
-                std::fill_n(sum, head_dim, 0.0f);
-                for (int64_t pos = start; pos < n_pos; pos += 16) {
-                    const float* v = kv.v.data() + pos * kv_dim + kvh * head_dim;
-                    for (int64_t i = 0; i < head_dim; ++i) sum[i] += scores[pos] * v[i];
-                }
-            }
-        }
-        for (int64_t i = 0; i < head_dim; ++i) {
-            for (int64_t l = 0; l < 16; ++l) lanes[l] = out_lanes[size_t(l * head_dim + i)];
-            out[h * head_dim + i] = ref::reduce_lanes16(lanes);
-        }
+        weighted_sum16<kVectors>(scores, kv.v.data() + kvh * head_dim, kv_dim, head_dim, first, n_pos, lanes.data(),
+                                 out + h * head_dim);
+    }
+}
+
+}  // namespace
+
+// The vector code is written once; each x86 copy compiles it for its own register width.
+QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p,
+                                     float* out, float* scores) {
+    switch (p.head_dim) {
+        case 64: return attention_heads<4>(q, kv, n_pos, p, out, scores);
+        case 128: return attention_heads<8>(q, kv, n_pos, p, out, scores);
+        default: return attention_heads<0>(q, kv, n_pos, p, out, scores);
     }
 }
 

@@ -38,12 +38,11 @@ struct AttentionParams {
     int64_t window;  // only keys less than this far behind the query, when > 0
 };
 
-// One layer's cached K and V in float, converted once per batch from the f16 cache: K transposed
-// per KV head (k_t[(kv_head * head_dim + i) * stride + pos], stride a multiple of 16, zero
-// beyond the last position), V as cached (v[pos * n_head_kv * head_dim + ...]).
+// One layer's cached K and V in float, converted once per batch from the f16 cache, laid out as
+// cached (k[pos * n_head_kv * head_dim + kv_head * head_dim + i]); K has zero rows up to the next
+// multiple of 16 positions.
 struct KvFloat {
-    std::vector<float> k_t, v;
-    int64_t stride = 0;
+    std::vector<float> k, v;
 };
 void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head_kv, int64_t head_dim,
                  KvFloat& kv);

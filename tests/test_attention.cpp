@@ -1,0 +1,91 @@
+// ops::attention against a plain restatement of the reference's attention: every score an f16
+// dot product (q rounded to f16) in the reference kernel's order, the weights rounded to f16 and
+// each output value their f16 dot product with a column of V over all positions (the reference
+// pads the cache with masked positions, so no position is left out of the 16 lanes).
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "graph/ops.h"
+#include "kernels/ref/ref.h"
+#include "qllm/half.h"
+
+namespace qllm {
+namespace {
+
+struct Case {
+    int64_t head_dim, n_head, n_head_kv, n_pos, window;
+    float softcap;
+};
+
+std::vector<float> gaussian(int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> out(static_cast<size_t>(n));
+    for (float& x : out) x = g(rng);
+    return out;
+}
+
+std::vector<f16_t> random_halves(int64_t n, uint32_t seed) {
+    std::vector<f16_t> out;
+    for (float x : gaussian(n, seed)) out.push_back(f32_to_f16(x));
+    return out;
+}
+
+std::vector<float> reference_attention(const std::vector<float>& q, const std::vector<f16_t>& k,
+                                       const std::vector<f16_t>& v, const Case& c, float kq_scale) {
+    const int64_t kv_dim = c.n_head_kv * c.head_dim;
+    const int64_t padded = (c.n_pos + 15) / 16 * 16;
+    const int64_t first = c.window > 0 ? std::max<int64_t>(0, c.n_pos - c.window) : 0;
+    std::vector<float> out(size_t(c.n_head * c.head_dim));
+    for (int64_t h = 0; h < c.n_head; ++h) {
+        const int64_t kvh = h / (c.n_head / c.n_head_kv);
+        std::vector<f16_t> qh(size_t(c.head_dim));
+        for (int64_t i = 0; i < c.head_dim; ++i) qh[size_t(i)] = f32_to_f16(q[size_t(h * c.head_dim + i)]);
+        std::vector<float> w(size_t(c.n_pos));
+        for (int64_t p = 0; p < c.n_pos; ++p) {
+            float s = ref::f16_vec_dot(c.head_dim, k.data() + p * kv_dim + kvh * c.head_dim, qh.data());
+            if (c.softcap > 0.0f) s = std::tanh(s * (1.0f / c.softcap)) * c.softcap;
+            w[size_t(p)] = p < first ? -INFINITY : s * kq_scale;
+        }
+        ops::softmax(w.data(), c.n_pos);
+        std::vector<f16_t> w16(size_t(padded), 0), column(size_t(padded), 0);
+        for (int64_t p = 0; p < c.n_pos; ++p) w16[size_t(p)] = f32_to_f16(w[size_t(p)]);
+        for (int64_t i = 0; i < c.head_dim; ++i) {
+            for (int64_t p = 0; p < c.n_pos; ++p) column[size_t(p)] = v[size_t(p * kv_dim + kvh * c.head_dim + i)];
+            out[size_t(h * c.head_dim + i)] = ref::f16_vec_dot(padded, column.data(), w16.data());
+        }
+    }
+    return out;
+}
+
+// Bit for bit, for head sizes with and without a tail past the last 16 values, grouped heads,
+// a sliding window and a soft cap.
+TEST(Attention, MatchesTheReferenceBitForBit) {
+    const Case cases[] = {
+        {64, 8, 2, 37, 0, 0.0f}, {64, 4, 4, 1, 0, 0.0f},   {128, 4, 1, 48, 0, 0.0f}, {8, 8, 4, 21, 0, 0.0f},
+        {80, 2, 1, 33, 0, 0.0f}, {32, 8, 2, 40, 7, 0.0f}, {256, 2, 1, 17, 0, 50.0f},
+    };
+    uint32_t seed = 1;
+    for (const Case& c : cases) {
+        const int64_t kv_dim = c.n_head_kv * c.head_dim;
+        const auto k = random_halves(c.n_pos * kv_dim, seed++);
+        const auto v = random_halves(c.n_pos * kv_dim, seed++);
+        const auto q = gaussian(c.n_head * c.head_dim, seed++);  // rounded to f16 inside
+        const float kq_scale = 1.0f / std::sqrt(float(c.head_dim));
+        ops::KvFloat kv;
+        ops::kv_to_float(k.data(), v.data(), c.n_pos, c.n_head_kv, c.head_dim, kv);
+        std::vector<float> got(q.size()), scores(size_t((c.n_pos + 15) / 16 * 16));
+        ops::attention(q.data(), kv, c.n_pos, {c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.softcap, c.window}, got.data(),
+                       scores.data());
+        const auto want = reference_attention(q, k, v, c, kq_scale);
+        for (size_t i = 0; i < want.size(); ++i) {
+            ASSERT_EQ(got[i], want[i]) << "head_dim " << c.head_dim << " n_pos " << c.n_pos << " value " << i;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace qllm
