@@ -217,104 +217,143 @@ using Floats16 = float __attribute__((vector_size(64)));
            __builtin_shufflevector(c[0], c[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
 }
 
-// scores[p] = q · k[p] for positions [0, n_pos rounded up to 16), each in the reference's order:
-// 16 lanes by i mod 16, the pairwise tree, then the values past the last 16 in double. q has
-// been rounded to f16 and k comes from f16, so every product is exact and an FMA adds it as a
+// Query heads that share a KV head go through these loops together, kHeads at a time, so that
+// each key and value row is read once for all of them.
+constexpr int64_t kMaxGroupedHeads = 8;
+
+// scores[g * padded + p] = q[g] · k[p] for heads g < n_heads (n_heads <= kMaxGroupedHeads) and
+// positions p < padded = n_pos rounded up to 16, each dot product in the reference's order: 16
+// lanes by i mod 16, the pairwise tree, then the values past the last 16 in double. q has been
+// rounded to f16 and k comes from f16, so every product is exact and an FMA adds it as a
 // multiply-then-add would. kVectors = head_dim / 16, when the compiler should know it.
 template <int kVectors>
-[[gnu::always_inline]] inline void scores16(const float* q, const float* k, int64_t stride, int64_t head_dim, int64_t n_pos,
-                                            float* scores) {
+[[gnu::always_inline]] inline void scores16(const float* q, int64_t n_heads, const float* k, int64_t stride,
+                                            int64_t head_dim, int64_t n_pos, int64_t padded, float* scores) {
     const int64_t n16 = kVectors > 0 ? kVectors : head_dim / 16;
-    Floats16 q16[kMaxHeadDim / 16];
-    for (int64_t c = 0; c < n16; ++c) q16[c] = load16(q + 16 * c);
     for (int64_t p0 = 0; p0 < n_pos; p0 += 16) {
-        Floats16 part[16];
+        Floats16 part[kMaxGroupedHeads][16];
         for (int j = 0; j < 16; ++j) {
             const float* kp = k + (p0 + j) * stride;
-            Floats16 s = {};
-            for (int64_t c = 0; c < n16; ++c) s += q16[c] * load16(kp + 16 * c);
-            part[j] = s;
+            for (int64_t g = 0; g < n_heads; ++g) {
+                Floats16 s = {};
+                for (int64_t c = 0; c < n16; ++c) s += load16(q + g * head_dim + 16 * c) * load16(kp + 16 * c);
+                part[g][j] = s;
+            }
         }
-        const Floats16 sums = sum_lanes_16x16(part);
-        std::memcpy(scores + p0, &sums, sizeof sums);
-        if (16 * n16 == head_dim) continue;
-        for (int64_t p = p0; p < std::min(n_pos, p0 + 16); ++p) {
-            double sum = scores[p];
-            for (int64_t i = 16 * n16; i < head_dim; ++i) sum += double(q[i]) * double(k[p * stride + i]);
-            scores[p] = float(sum);
+        for (int64_t g = 0; g < n_heads; ++g) {
+            float* out = scores + g * padded + p0;
+            const Floats16 sums = sum_lanes_16x16(part[g]);
+            std::memcpy(out, &sums, sizeof sums);
+            if (16 * n16 == head_dim) continue;
+            for (int64_t p = p0; p < std::min(n_pos, p0 + 16); ++p) {
+                double sum = out[p - p0];
+                for (int64_t i = 16 * n16; i < head_dim; ++i) {
+                    sum += double(q[g * head_dim + i]) * double(k[p * stride + i]);
+                }
+                out[p - p0] = float(sum);
+            }
         }
     }
 }
 
-// out[i] = sum of w[p] * v[p][i] over positions [first, n_pos), summed as the reference's
-// transposed-V product does: in 16 lanes by position (p mod 16), each lane in order, then the
-// pairwise tree. `lanes` holds 16 * head_dim floats. w is rounded to f16 and v comes from f16,
-// so the products are exact here too.
-template <int kVectors>
-[[gnu::always_inline]] inline void weighted_sum16(const float* w, const float* v, int64_t stride, int64_t head_dim,
-                                                  int64_t first, int64_t n_pos, float* lanes, float* out) {
+// out[g][i] = sum of w[g][p] * v[p][i] over positions [first, n_pos), for kHeads heads (weights
+// `padded` apart), summed as the reference's transposed-V product does: in 16 lanes by position
+// (p mod 16), each lane in order, then the pairwise tree. `lanes` holds 16 * head_dim floats
+// per head. w is rounded to f16 and v comes from f16, so the products are exact here too.
+template <int kVectors, int kHeads>
+[[gnu::always_inline]] inline void weighted_sum16(const float* w, int64_t padded, const float* v, int64_t stride,
+                                                  int64_t head_dim, int64_t first, int64_t n_pos, float* lanes,
+                                                  float* out) {
     const int64_t n16 = kVectors > 0 ? kVectors : head_dim / 16;
+    constexpr int64_t kBlock = kVectors > 0 ? kVectors : 1;  // vectors of each head summed at once
     for (int64_t lane = 0; lane < 16; ++lane) {
         const int64_t start = first + (lane - first % 16 + 16) % 16;
-        float* sum = lanes + lane * head_dim;
-        Floats16 acc[kVectors > 0 ? kVectors : 1];
-        for (int64_t c0 = 0; c0 < n16; c0 += std::size(acc)) {  // blocks of the vectors that fit in acc
-            const int64_t nc = std::min<int64_t>(int64_t(std::size(acc)), n16 - c0);
-            for (int64_t c = 0; c < nc; ++c) acc[c] = Floats16{};
+        for (int64_t c0 = 0; c0 < n16; c0 += kBlock) {
+            const int64_t nc = std::min(kBlock, n16 - c0);
+            Floats16 acc[kHeads][kBlock] = {};
             for (int64_t p = start; p < n_pos; p += 16) {
-                for (int64_t c = 0; c < nc; ++c) acc[c] += w[p] * load16(v + p * stride + 16 * (c0 + c));
+                for (int64_t c = 0; c < nc; ++c) {
+                    const Floats16 vp = load16(v + p * stride + 16 * (c0 + c));
+                    for (int g = 0; g < kHeads; ++g) acc[g][c] += w[g * padded + p] * vp;
+                }
             }
-            std::memcpy(sum + 16 * c0, acc, size_t(nc) * sizeof(Floats16));
+            for (int g = 0; g < kHeads; ++g) {
+                std::memcpy(lanes + (g * 16 + lane) * head_dim + 16 * c0, acc[g], size_t(nc) * sizeof(Floats16));
+            }
+        }
+        for (int g = 0; g < kHeads; ++g) {
+            float* sum = lanes + (g * 16 + lane) * head_dim;
+            for (int64_t i = 16 * n16; i < head_dim; ++i) {
+                sum[i] = 0.0f;
+                for (int64_t p = start; p < n_pos; p += 16) sum[i] += w[g * padded + p] * v[p * stride + i];
+            }
+        }
+    }
+    for (int g = 0; g < kHeads; ++g) {
+        const float* head_lanes = lanes + g * 16 * head_dim;
+        for (int64_t i = 0; i < 16 * n16; i += 16) {
+            Floats16 s[16];
+            for (int l = 0; l < 16; ++l) s[l] = load16(head_lanes + l * head_dim + i);
+            for (int width = 8; width >= 1; width /= 2) {
+                for (int l = 0; l < width; ++l) s[l] += s[l + width];
+            }
+            std::memcpy(out + g * head_dim + i, &s[0], sizeof s[0]);
         }
         for (int64_t i = 16 * n16; i < head_dim; ++i) {
-            sum[i] = 0.0f;
-            for (int64_t p = start; p < n_pos; p += 16) sum[i] += w[p] * v[p * stride + i];
+            float l16[16];
+            for (int64_t l = 0; l < 16; ++l) l16[l] = head_lanes[l * head_dim + i];
+            out[g * head_dim + i] = ref::reduce_lanes16(l16);
         }
-    }
-    for (int64_t i = 0; i < 16 * n16; i += 16) {
-        Floats16 s[16];
-        for (int l = 0; l < 16; ++l) s[l] = load16(lanes + l * head_dim + i);
-        for (int width = 8; width >= 1; width /= 2) {
-            for (int l = 0; l < width; ++l) s[l] += s[l + width];
-        }
-        std::memcpy(out + i, &s[0], sizeof s[0]);
-    }
-    for (int64_t i = 16 * n16; i < head_dim; ++i) {
-        float l16[16];
-        for (int64_t l = 0; l < 16; ++l) l16[l] = lanes[l * head_dim + i];
-        out[i] = ref::reduce_lanes16(l16);
     }
 }
 
-template <int kVectors>
+// kHeads: heads whose value sums fit in registers together (16 vectors of 16 floats).
+template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) : 1)>
 [[gnu::always_inline]] inline void attention_heads(const float* q, const KvFloat& kv, int64_t n_pos,
                                                    const AttentionParams& p, float* out, float* scores) {
     const int64_t head_dim = p.head_dim;
     const int64_t kv_dim = p.n_head_kv * head_dim;
     const int64_t group = p.n_head / p.n_head_kv;
+    const int64_t padded = (n_pos + 15) / 16 * 16;
     // Keys before `first` are outside the sliding window: masked, as -inf scores.
     const int64_t first = p.window > 0 ? std::max<int64_t>(0, n_pos - p.window) : 0;
-    alignas(64) float q_rounded[kMaxHeadDim];
-    std::vector<float> lanes(size_t(head_dim) * 16);
-    for (int64_t h = 0; h < p.n_head; ++h) {
-        const int64_t kvh = h / group;
+    std::vector<float> q_rounded(size_t(kMaxGroupedHeads * head_dim)), lanes(size_t(kHeads * 16 * head_dim));
+    for (int64_t h0 = 0, n_heads = 0; h0 < p.n_head; h0 += n_heads) {
+        // Heads h0.. share KV head kvh (a group larger than kMaxGroupedHeads takes several rounds).
+        n_heads = std::min(kMaxGroupedHeads, group - h0 % group);
+        const int64_t kvh = h0 / group;
         // q meets the f16 K cache as f16, as in the reference.
-        for (int64_t i = 0; i < head_dim; ++i) q_rounded[i] = f16_to_f32(f32_to_f16(q[h * head_dim + i]));
-        scores16<kVectors>(q_rounded, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, scores);
-        for (int64_t pos = 0; pos < n_pos; ++pos) {
-            float s = scores[pos];
-            if (p.softcap > 0.0f) s = std::tanh(s * (1.0f / p.softcap)) * p.softcap;
-            scores[pos] = pos < first ? -INFINITY : s * p.kq_scale;
+        for (int64_t i = 0; i < n_heads * head_dim; ++i) q_rounded[size_t(i)] = f16_to_f32(f32_to_f16(q[h0 * head_dim + i]));
+        scores16<kVectors>(q_rounded.data(), n_heads, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, padded, scores);
+        for (int64_t g = 0; g < n_heads; ++g) {
+            float* w = scores + g * padded;
+            for (int64_t pos = 0; pos < n_pos; ++pos) {
+                float s = w[pos];
+                if (p.softcap > 0.0f) s = std::tanh(s * (1.0f / p.softcap)) * p.softcap;
+                w[pos] = pos < first ? -INFINITY : s * p.kq_scale;
+            }
+            softmax(w, n_pos);
+            // The weights are rounded to f16 where they meet V.
+            for (int64_t pos = first; pos < n_pos; ++pos) w[pos] = f16_to_f32(f32_to_f16(w[pos]));
         }
-        softmax(scores, n_pos);
-        // The weights are rounded to f16 where they meet V.
-        for (int64_t pos = first; pos < n_pos; ++pos) scores[pos] = f16_to_f32(f32_to_f16(scores[pos]));
-        weighted_sum16<kVectors>(scores, kv.v.data() + kvh * head_dim, kv_dim, head_dim, first, n_pos, lanes.data(),
-                                 out + h * head_dim);
+        const float* v = kv.v.data() + kvh * head_dim;
+        int64_t g = 0;
+        for (; g + kHeads <= n_heads; g += kHeads) {
+            weighted_sum16<kVectors, kHeads>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes.data(),
+                                             out + (h0 + g) * head_dim);
+        }
+        for (; g < n_heads; ++g) {
+            weighted_sum16<kVectors, 1>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes.data(),
+                                        out + (h0 + g) * head_dim);
+        }
     }
 }
 
 }  // namespace
+
+int64_t attention_scratch(const AttentionParams& p, int64_t n_pos) {
+    return std::min(kMaxGroupedHeads, p.n_head / p.n_head_kv) * ((n_pos + 15) / 16 * 16);
+}
 
 // The vector code is written once; each x86 copy compiles it for its own register width.
 QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p,
