@@ -1,7 +1,8 @@
 // Kernel throughput per weight format and ISA: a matrix-vector product over 4096x4096 and
 // 11008x4096 weights (GB/s of weight bytes read, and the fraction of the machine's measured
 // read bandwidth), and a 4096x4096 x 512-token product (GOP/s, one multiply-add = 2 ops).
-// Every benchmark first checks its result against the scalar reference, then times.
+// Every benchmark first checks its result against the scalar reference, then times. On AVX-512
+// machines, peak/ measures the int8 (vpdpbusd) and f32 (FMA) compute peak to compare with.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -14,6 +15,10 @@
 #include <vector>
 
 #include <omp.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu.h"
 #include "util/bandwidth.h"
@@ -122,7 +127,56 @@ void run(benchmark::State& state, Isa isa, TensorType type, int64_t rows, int64_
     }
 }
 
+#if defined(__x86_64__)
+// The machine's compute peak, for reading the 512-token products as a fraction of it: 12
+// independent chains of vpdpbusd (64 int8 multiply-adds each) or of 512-bit FMAs (16) per
+// thread, on every thread; no memory traffic.
+template <bool kInt8>
+[[gnu::target("avx512f,avx512vnni,fma")]] [[gnu::noinline]] int64_t peak_loop(int64_t iterations) {
+    constexpr int kChains = 12;
+    __m512i isum[kChains];
+    __m512 fsum[kChains];
+    for (int c = 0; c < kChains; ++c) {
+        isum[c] = _mm512_set1_epi32(c);
+        fsum[c] = _mm512_set1_ps(float(c));
+    }
+    const __m512i a = _mm512_set1_epi32(0x01020304), b = _mm512_set1_epi32(0x05060708);
+    const __m512 x = _mm512_set1_ps(1.0001f), y = _mm512_set1_ps(0.9999f);
+    for (int64_t i = 0; i < iterations; ++i) {
+        for (int c = 0; c < kChains; ++c) {
+            if constexpr (kInt8) isum[c] = _mm512_dpbusd_epi32(isum[c], a, b);
+            else fsum[c] = _mm512_fmadd_ps(fsum[c], x, y);
+        }
+    }
+    int64_t keep = 0;
+    for (int c = 0; c < kChains; ++c) keep += _mm512_reduce_add_epi32(isum[c]) + int64_t(_mm512_reduce_add_ps(fsum[c]));
+    return keep;
+}
+
+template <bool kInt8>
+void peak(benchmark::State& state) {
+    constexpr int64_t kIterations = 1 << 22;
+    const int threads = omp_get_max_threads();
+    for (auto _ : state) {
+        int64_t keep = 0;
+#pragma omp parallel for reduction(+ : keep)
+        for (int t = 0; t < threads; ++t) keep += peak_loop<kInt8>(kIterations);
+        benchmark::DoNotOptimize(keep);
+    }
+    const double ops_per_loop = 12.0 * (kInt8 ? 64 : 16) * 2;  // multiply-add = 2 operations
+    state.counters["GOP/s"] = benchmark::Counter(ops_per_loop * double(kIterations) * threads * double(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+}
+#endif
+
 void register_all() {
+#if defined(__x86_64__)
+    const auto isas = supported_isas();
+    if (std::find(isas.begin(), isas.end(), Isa::Avx512) != isas.end()) {
+        benchmark::RegisterBenchmark("peak/avx512/int8_vpdpbusd", peak<true>)->UseRealTime()->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark("peak/avx512/f32_fma", peak<false>)->UseRealTime()->Unit(benchmark::kMillisecond);
+    }
+#endif
     const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
                                   TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL,
                                   TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
