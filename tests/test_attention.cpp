@@ -2,6 +2,7 @@
 // dot product (q rounded to f16) in the reference kernel's order, the weights rounded to f16 and
 // each output value their f16 dot product with a column of V over all positions (the reference
 // pads the cache with masked positions, so no position is left out of the 16 lanes).
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -86,6 +87,42 @@ TEST(Attention, MatchesTheReferenceBitForBit) {
             ASSERT_EQ(got[i], want[i]) << "head_dim " << c.head_dim << " n_pos " << c.n_pos << " value " << i;
         }
     }
+}
+
+// softmax and silu_mul compute 16 values at a time, falling back to one at a time for blocks
+// with an over- or underflowing lane: both must equal the one-value definition.
+TEST(Softmax, MatchesTheOneValueDefinition) {
+    for (int64_t n : {1, 15, 16, 37, 300}) {
+        auto x = gaussian(n, uint32_t(n));
+        for (float& v : x) v *= 8.0f;
+        if (n > 20) {
+            x[3] = -INFINITY;  // masked
+            x[17] = x[0] - 95.0f;  // e^-95: a subnormal weight
+        }
+        std::vector<float> want(x);
+        const float max = *std::max_element(x.begin(), x.end());
+        double sum = 0.0;
+        for (int64_t start = 0; start < n; start += 16) {
+            float lanes[16] = {};
+            for (int64_t i = start; i < std::min<int64_t>(n, start + 16); ++i) lanes[i - start] = want[size_t(i)] = ops::exp_approx(x[size_t(i)] - max);
+            sum += ref::reduce_lanes16(lanes);
+        }
+        for (float& v : want) v *= float(1.0 / sum);
+        ops::softmax(x.data(), n);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(x[size_t(i)], want[size_t(i)]) << "n " << n << " value " << i;
+    }
+}
+
+TEST(SiluMul, MatchesTheOneValueDefinition) {
+    const int64_t n = 100;
+    auto gate = gaussian(n, 3), up = gaussian(n, 4);
+    for (float& v : gate) v *= 6.0f;
+    gate[5] = 120.0f;  // e^-120 underflows: a block through the one-value path
+    gate[40] = -100.0f;  // e^100 overflows
+    std::vector<float> want(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) want[size_t(i)] = gate[size_t(i)] / (1.0f + ops::exp_approx(-gate[size_t(i)])) * up[size_t(i)];
+    ops::silu_mul(gate.data(), up.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(gate[size_t(i)], want[size_t(i)]) << "value " << i;
 }
 
 }  // namespace

@@ -34,22 +34,47 @@ int64_t max_threads() {
 #endif
 }
 
-// exp(x) as the reference's vectorized softmax and SiLU compute it (a degree-5 polynomial on
-// the reduced argument, scaled by 2^n; within 1.5 ulp of expf). Using the same approximation
-// keeps our f16-rounded attention weights identical to the reference's.
-[[gnu::always_inline]] inline float vector_expf(float x) {
-    if (std::isnan(x)) return x;  // NaN activations stay NaN (and never reach ldexp as an int)
+// exp(x) = j * 2^n as the reference's vectorized softmax and SiLU compute it: n = round(x / ln 2),
+// j a degree-5 polynomial on the reduced argument (within 1.5 ulp of expf). Using the same
+// approximation keeps our f16-rounded attention weights identical to the reference's.
+struct ExpParts {
+    float j, n;
+};
+[[gnu::always_inline]] inline ExpParts exp_parts(float x) {
     const float shifter = 0x1.8p23f;
-    const float z = std::fma(x, 0x1.715476p+0f, shifter);
-    const float n = z - shifter;
+    const float n = std::fma(x, 0x1.715476p+0f, shifter) - shifter;
     const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
-    if (std::fabs(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
     const float u = b * b;
     const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
                              u, std::fma(0x1.ffffecp-1f, b, 1.0f));
-    // j * 2^n: one correctly rounded product, as ldexp, while 2^n is a normal float.
-    if (n >= -126.0f && n <= 127.0f) return j * std::bit_cast<float>(uint32_t(int(n) + 127) << 23);
-    return std::ldexp(j, int(n));
+    return {j, n};
+}
+
+// j * 2^n for -126 <= n <= 127, where 2^n is a normal float: one correctly rounded product.
+[[gnu::always_inline]] inline float scale_by_pow2(float j, float n) {
+    return j * std::bit_cast<float>(uint32_t(int(n) + 127) << 23);
+}
+
+[[gnu::always_inline]] inline float vector_expf(float x) {
+    if (std::isnan(x)) return x;  // NaN activations stay NaN (and never reach ldexp as an int)
+    const ExpParts e = exp_parts(x);
+    if (std::fabs(e.n) > 192.0f) return e.n <= 0.0f ? 0.0f : INFINITY;
+    if (e.n >= -126.0f && e.n <= 127.0f) return scale_by_pow2(e.j, e.n);
+    return std::ldexp(e.j, int(e.n));  // subnormal results
+}
+
+// vector_expf of 16 values: every lane through the common case, in a loop the compiler
+// vectorizes; a block with a lane outside it (NaN, over- or underflow) again lane by lane.
+[[gnu::always_inline]] inline void vector_expf16(const float* x, float* out) {
+    int outside = 0;  // an int, not a bool, and no && below: the loop vectorizes
+    for (int l = 0; l < 16; ++l) {
+        const ExpParts e = exp_parts(x[l]);
+        const int normal = (e.n >= -126.0f) & (e.n <= 127.0f);
+        outside |= normal ^ 1;
+        out[l] = scale_by_pow2(e.j, normal ? e.n : 0.0f);
+    }
+    if (!outside) return;
+    for (int l = 0; l < 16; ++l) out[l] = vector_expf(x[l]);
 }
 
 // x86 builds run on CPUs without FMA; the functions that evaluate vector_expf in bulk get a
@@ -162,8 +187,11 @@ QLLM_FMA_CLONES void softmax(float* x, int64_t n) {
     // Blocks of 16 summed in float, blocks added in double: the reference's order.
     double sum = 0.0;
     for (int64_t start = 0; start < n; start += 16) {
-        float lanes[16] = {};
-        for (int64_t i = start; i < std::min(n, start + 16); ++i) lanes[i - start] = x[i] = vector_expf(x[i] - max);
+        const int64_t len = std::min<int64_t>(16, n - start);
+        float shifted[16], lanes[16];
+        for (int64_t l = 0; l < 16; ++l) shifted[l] = l < len ? x[start + l] - max : -INFINITY;  // e^-inf = 0
+        vector_expf16(shifted, lanes);
+        std::memcpy(x + start, lanes, size_t(len) * sizeof(float));
         sum += ref::reduce_lanes16(lanes);
     }
     const float inv = float(1.0 / sum);
@@ -366,8 +394,17 @@ QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t 
 }
 
 QLLM_FMA_CLONES void silu_mul(float* gate, const float* up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + vector_expf(-gate[i])) * up[i];
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        float negated[16], e[16];
+        for (int l = 0; l < 16; ++l) negated[l] = -gate[i + l];
+        vector_expf16(negated, e);
+        for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + e[l]) * up[i + l];
+    }
+    for (; i < n; ++i) gate[i] = gate[i] / (1.0f + vector_expf(-gate[i])) * up[i];
 }
+
+float exp_approx(float x) { return vector_expf(x); }
 
 // GELU (tanh form) read from a table of its values at every f16 input, as the reference does.
 static float gelu_from_table(float x) {

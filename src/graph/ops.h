@@ -53,6 +53,7 @@ void attention(const float* q, const KvFloat& kv, int64_t n_pos, const Attention
 int64_t attention_scratch(const AttentionParams& p, int64_t n_pos);
 
 void softmax(float* x, int64_t n);                            // in place, max-subtracted
+float exp_approx(float x);  // e^x as softmax and silu_mul compute it (the reference's approximation)
 void silu_mul(float* gate, const float* up, int64_t n);       // gate = silu(gate) * up
 void gelu_mul(float* gate, const float* up, int64_t n);       // gate = gelu(gate) * up (tanh form)
 void add(float* x, const float* y, int64_t n);                // x += y
