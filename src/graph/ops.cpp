@@ -245,8 +245,9 @@ using Floats16 = float __attribute__((vector_size(64)));
            __builtin_shufflevector(c[0], c[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
 }
 
-// Query heads that share a KV head go through these loops together, kHeads at a time, so that
-// each key and value row is read once for all of them.
+// Query heads that share a KV head go through these loops together (up to this many for the
+// scores, as many as fit in registers for the value sums), so that each key and value row is
+// read once for all of them.
 constexpr int64_t kMaxGroupedHeads = 8;
 
 // scores[g * padded + p] = q[g] · k[p] for heads g < n_heads (n_heads <= kMaxGroupedHeads) and
