@@ -80,8 +80,8 @@ TEST(Attention, MatchesTheReferenceBitForBit) {
         ops::KvFloat kv;
         ops::kv_to_float(k.data(), v.data(), c.n_pos, c.n_head_kv, c.head_dim, kv);
         const ops::AttentionParams params{c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.softcap, c.window};
-        std::vector<float> got(q.size()), scores(size_t(ops::attention_scratch(params, c.n_pos)));
-        ops::attention(q.data(), kv, c.n_pos, params, got.data(), scores.data());
+        std::vector<float> got(q.size()), scratch(size_t(ops::attention_scratch(params, c.n_pos)));
+        ops::attention(q.data(), kv, c.n_pos, params, got.data(), scratch.data());
         const auto want = reference_attention(q, k, v, c, kq_scale);
         for (size_t i = 0; i < want.size(); ++i) {
             ASSERT_EQ(got[i], want[i]) << "head_dim " << c.head_dim << " n_pos " << c.n_pos << " value " << i;

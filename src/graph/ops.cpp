@@ -198,11 +198,15 @@ QLLM_FMA_CLONES void softmax(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+namespace {
+int64_t padded_positions(int64_t n_pos) { return (n_pos + 15) / 16 * 16; }  // whole blocks of 16
+}  // namespace
+
 void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head_kv, int64_t head_dim,
                  KvFloat& kv) {
     const TypeTraits& f16 = traits(TensorType::F16);
     const int64_t kv_dim = n_head_kv * head_dim;
-    const int64_t padded = (n_pos + 15) / 16 * 16;
+    const int64_t padded = padded_positions(n_pos);
     kv.k.resize(size_t(padded * kv_dim));
     f16.to_float(k_cache, kv.k.data(), n_pos * kv_dim);
     std::fill(kv.k.begin() + n_pos * kv_dim, kv.k.end(), 0.0f);
@@ -339,21 +343,24 @@ template <int kVectors, int kHeads>
 // kHeads: heads whose value sums fit in registers together (16 vectors of 16 floats).
 template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) : 1)>
 [[gnu::always_inline]] inline void attention_heads(const float* q, const KvFloat& kv, int64_t n_pos,
-                                                   const AttentionParams& p, float* out, float* scores) {
+                                                   const AttentionParams& p, float* out, float* scratch) {
     const int64_t head_dim = p.head_dim;
     const int64_t kv_dim = p.n_head_kv * head_dim;
     const int64_t group = p.n_head / p.n_head_kv;
-    const int64_t padded = (n_pos + 15) / 16 * 16;
+    const int64_t padded = padded_positions(n_pos);
     // Keys before `first` are outside the sliding window: masked, as -inf scores.
     const int64_t first = p.window > 0 ? std::max<int64_t>(0, n_pos - p.window) : 0;
-    std::vector<float> q_rounded(size_t(kMaxGroupedHeads * head_dim)), lanes(size_t(kHeads * 16 * head_dim));
+    // The scratch holds, in turn, the scores of the heads done together, their q and their lanes.
+    float* scores = scratch;
+    float* q_rounded = scores + std::min(kMaxGroupedHeads, group) * padded;
+    float* lanes = q_rounded + kMaxGroupedHeads * head_dim;
     for (int64_t h0 = 0, n_heads = 0; h0 < p.n_head; h0 += n_heads) {
         // Heads h0.. share KV head kvh (a group larger than kMaxGroupedHeads takes several rounds).
         n_heads = std::min(kMaxGroupedHeads, group - h0 % group);
         const int64_t kvh = h0 / group;
         // q meets the f16 K cache as f16, as in the reference.
-        for (int64_t i = 0; i < n_heads * head_dim; ++i) q_rounded[size_t(i)] = f16_to_f32(f32_to_f16(q[h0 * head_dim + i]));
-        scores16<kVectors>(q_rounded.data(), n_heads, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, padded, scores);
+        for (int64_t i = 0; i < n_heads * head_dim; ++i) q_rounded[i] = f16_to_f32(f32_to_f16(q[h0 * head_dim + i]));
+        scores16<kVectors>(q_rounded, n_heads, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, padded, scores);
         for (int64_t g = 0; g < n_heads; ++g) {
             float* w = scores + g * padded;
             for (int64_t pos = 0; pos < n_pos; ++pos) {
@@ -368,11 +375,11 @@ template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) 
         const float* v = kv.v.data() + kvh * head_dim;
         int64_t g = 0;
         for (; g + kHeads <= n_heads; g += kHeads) {
-            weighted_sum16<kVectors, kHeads>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes.data(),
+            weighted_sum16<kVectors, kHeads>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes,
                                              out + (h0 + g) * head_dim);
         }
         for (; g < n_heads; ++g) {
-            weighted_sum16<kVectors, 1>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes.data(),
+            weighted_sum16<kVectors, 1>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes,
                                         out + (h0 + g) * head_dim);
         }
     }
@@ -381,16 +388,20 @@ template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) 
 }  // namespace
 
 int64_t attention_scratch(const AttentionParams& p, int64_t n_pos) {
-    return std::min(kMaxGroupedHeads, p.n_head / p.n_head_kv) * ((n_pos + 15) / 16 * 16);
+    // The value sums of the heads done together take 16 lanes of at most 16 vectors of 16 floats
+    // (the kHeads of attention_heads), or of head_dim floats when that is longer.
+    const int64_t lanes = 16 * std::max<int64_t>(16 * 16, p.head_dim);
+    return std::min(kMaxGroupedHeads, p.n_head / p.n_head_kv) * padded_positions(n_pos) + kMaxGroupedHeads * p.head_dim +
+           lanes;
 }
 
 // The vector code is written once; each x86 copy compiles it for its own register width.
 QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p,
-                                     float* out, float* scores) {
+                                     float* out, float* scratch) {
     switch (p.head_dim) {
-        case 64: return attention_heads<4>(q, kv, n_pos, p, out, scores);
-        case 128: return attention_heads<8>(q, kv, n_pos, p, out, scores);
-        default: return attention_heads<0>(q, kv, n_pos, p, out, scores);
+        case 64: return attention_heads<4>(q, kv, n_pos, p, out, scratch);
+        case 128: return attention_heads<8>(q, kv, n_pos, p, out, scratch);
+        default: return attention_heads<0>(q, kv, n_pos, p, out, scratch);
     }
 }
 

@@ -48,8 +48,9 @@ void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos
                  KvFloat& kv);
 
 // Causal grouped-query attention of one token's q (n_head, head_dim) over positions [0, n_pos)
-// of kv. Writes out (n_head, head_dim). `scores` needs attention_scratch(p, n_pos) floats.
-void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p, float* out, float* scores);
+// of kv. Writes out (n_head, head_dim). `scratch` needs attention_scratch(p, n_pos) floats (or
+// that of a longer n_pos), so that the calls of one batch allocate nothing.
+void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p, float* out, float* scratch);
 int64_t attention_scratch(const AttentionParams& p, int64_t n_pos);
 
 void softmax(float* x, int64_t n);                            // in place, max-subtracted

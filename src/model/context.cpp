@@ -127,11 +127,11 @@ void Context::attend(int64_t il, int64_t n) {
     ops::kv_to_float(k_cache, v_cache, n_past_ + n, hp_.n_head_kv, hp_.head_dim, kv_float_);
 #pragma omp parallel
     {
-        std::vector<float> scores(size_t(ops::attention_scratch(params, n_past_ + n)));
+        std::vector<float> scratch(size_t(ops::attention_scratch(params, n_past_ + n)));
 #pragma omp for schedule(dynamic)
         for (int64_t t = 0; t < n; ++t) {
             ops::attention(q_.data() + t * q_dim, kv_float_, n_past_ + t + 1, params, att_.data() + t * q_dim,
-                           scores.data());
+                           scratch.data());
         }
     }
 }
