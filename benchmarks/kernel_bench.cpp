@@ -57,7 +57,8 @@ Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t tokens
 }
 
 // As the engine multiplies: batches through the format's GEMM kernel where it has one, in
-// chunks of rows as ops::matmul makes them; single tokens (and formats without one) by one vec_dot per row and token.
+// chunks of rows as ops::matmul makes them; single tokens (and formats without one) through the
+// row kernel, one call per thread, or one vec_dot per row and token.
 void multiply(const TypeTraits& k, const Problem& p, std::vector<float>& out) {
     out.resize(size_t(p.rows * p.tokens));
     if (k.gemm && p.tokens > 1) {
@@ -69,11 +70,15 @@ void multiply(const TypeTraits& k, const Problem& p, std::vector<float>& out) {
         }
         return;
     }
+    const int64_t step = k.vec_dot_rows ? (p.rows + omp_get_max_threads() - 1) / omp_get_max_threads() : 1;
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < p.rows; ++r) {
+    for (int64_t r = 0; r < p.rows; r += step) {
+        const uint8_t* w = p.weights.data() + size_t(r) * p.w_row;
         for (int64_t t = 0; t < p.tokens; ++t) {
-            out[size_t(t * p.rows + r)] =
-                k.vec_dot(p.cols, p.weights.data() + size_t(r) * p.w_row, p.activations.data() + size_t(t) * p.a_row);
+            const uint8_t* a = p.activations.data() + size_t(t) * p.a_row;
+            float* o = out.data() + size_t(t * p.rows + r);
+            if (k.vec_dot_rows) k.vec_dot_rows(p.cols, w, p.w_row, std::min(step, p.rows - r), a, o);
+            else *o = k.vec_dot(p.cols, w, a);
         }
     }
 }

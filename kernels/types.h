@@ -27,6 +27,9 @@ using FromFloatFn = void (*)(const float* src, void* dst, int64_t n);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
 // Dot product of one weight row `x` with one activation row `y` already in vec_dot_type.
 using VecDotFn = float (*)(int64_t n, const void* x, const void* y);
+// n_rows weight rows (x_row_bytes apart) times one activation row: out[r] = vec_dot(row r, y),
+// the same float. Token generation's matrix-vector products.
+using VecDotRowsFn = void (*)(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 // Many weight rows times many activation rows (prompt processing): out[t * ld_out + r] =
 // row r of `w` · activation row t, for r < n_rows, t < n_tok. Equal to vec_dot up to float
 // summation order.
@@ -43,6 +46,7 @@ struct TypeTraits {
     QuantizeFn quantize = nullptr;      // quantization used when writing files (imatrix-aware)
     VecDotFn vec_dot = nullptr;         // weight row · activation row
     TensorType vec_dot_type = TensorType::F32;  // the activation format vec_dot pairs with
+    VecDotRowsFn vec_dot_rows = nullptr;  // optional: several rows per activation pass (ISA tables only)
     GemmFn gemm = nullptr;              // optional: batches of tokens (the ISA tables only)
 
     bool known() const { return type_size != 0; }

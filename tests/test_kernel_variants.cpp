@@ -303,6 +303,42 @@ TEST(KernelVariants, X86Q5_1DotIsBitExact) {
     }
 }
 
+// A row kernel gives each row the vec_dot's float bit for bit, whatever the row count, the
+// row stride and the block count (tails of 1-3 blocks after the groups of 4).
+TEST(KernelVariants, VecDotRowsEqualsVecDot) {
+    int kernels = 0;
+    for (Isa isa : supported_isas()) {
+        for (T type : dot_types()) {
+            const TypeTraits& k = isa_row(isa, type);
+            if (!k.vec_dot_rows) continue;
+            ++kernels;
+            for (int64_t n : {32, 96, 256, 2048 + 96, 4096 + 32}) {
+                const int64_t rows = 13;
+                const size_t row_bytes = k.row_size(n), stride = row_bytes + 7;  // rows need not be adjacent
+                Bytes w(stride * rows);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const Shape shape = r % 3 == 0 ? Shape::HeavyTailed : Shape::Gaussian;
+                    const Bytes row = r == rows - 1 ? random_weight_bytes(type, n, uint32_t(r))
+                                                    : ref_quantize(type, make_row(shape, n, uint32_t(n + r)));
+                    std::memcpy(w.data() + size_t(r) * stride, row.data(), row_bytes);
+                }
+                const Bytes a = ref_quantize(k.vec_dot_type, make_row(Shape::HeavyTailed, n, uint32_t(n) + 5, 2.0f));
+                for (int64_t count : {int64_t(1), int64_t(4), rows}) {
+                    std::vector<float> got(size_t(count), NAN);
+                    k.vec_dot_rows(n, w.data(), stride, count, a.data(), got.data());
+                    for (int64_t r = 0; r < count; ++r) {
+                        const float want = k.vec_dot(n, w.data() + size_t(r) * stride, a.data());
+                        EXPECT_EQ(std::memcmp(&got[size_t(r)], &want, sizeof want), 0)
+                            << isa_name(isa) << " " << k.name << " n=" << n << " row " << r << " of " << count
+                            << ": got " << got[size_t(r)] << " want " << want;
+                    }
+                }
+            }
+        }
+    }
+    if (kernels == 0) GTEST_SKIP() << "no row kernels on this CPU";
+}
+
 // The x86 tables really hold SIMD kernels for the formats (so the tests above test something).
 TEST(KernelVariants, X86TablesOverrideTheReference) {
     for (Isa isa : supported_isas()) {

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
@@ -153,29 +154,79 @@ struct IQ4_NLFormat {
     }
 };
 
-// a_k * b_k for 4 pairs of f16 values given as (a0..a3, b0..b3): the scalar products, four at a time.
-inline __m128 f16_products4(__m128i halves) {
-    const __m256 f = _mm256_cvtph_ps(halves);
-    return _mm_mul_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+// Four f16 values, in float.
+inline __m128 halves4(f16_t a, f16_t b, f16_t c, f16_t d) {
+    return _mm_cvtph_ps(_mm_setr_epi16(short(a), short(b), short(c), short(d), 0, 0, 0, 0));
 }
-
-// d_x * d_y of 4 consecutive blocks.
-template <typename X, typename Y>
-inline __m512 block_scales4(const X* x, const Y* y) {
-    return _mm512_castps128_ps512(f16_products4(_mm_setr_epi16(short(x[0].d), short(x[1].d), short(x[2].d), short(x[3].d),
-                                                               short(y[0].d), short(y[1].d), short(y[2].d), short(y[3].d))));
-}
-
-// m_x * s_y of 4 consecutive Q4_1 blocks: their offsets' contributions.
-inline __m128 block_offsets4(const BlockQ4_1* x, const BlockQ8_1* y) {
-    return f16_products4(_mm_setr_epi16(short(x[0].m), short(x[1].m), short(x[2].m), short(x[3].m), short(y[0].s),
-                                        short(y[1].s), short(y[2].s), short(y[3].s)));
+template <typename B>
+inline __m128 scales4(const B* b) {
+    return halves4(b[0].d, b[1].d, b[2].d, b[3].d);
 }
 
 // Scale of block k (of 4) in lanes 0-7 and of block k+1 in lanes 8-15.
-inline __m512 scale_pair(__m512 scales4, int k) {
+inline __m512 scale_pair(__m128 scales4, int k) {
     const __m512i index = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(k)), _mm256_set1_epi32(k + 1), 1);
-    return _mm512_permutexvar_ps(index, scales4);
+    return _mm512_permutexvar_ps(index, _mm512_castps128_ps512(scales4));
+}
+
+// The activation side of 4 consecutive blocks: their values as two block pairs, the bias terms
+// negated (the start of each vpdpbusd sum), their scales, and for Q4_1 their sums s.
+struct ActGroup {
+    __m512i y[2];
+    __m512i neg_bias[2];
+    __m128 scales;
+    __m128 sums;
+};
+
+template <typename F>
+inline ActGroup act_group(const typename F::Y* y) {
+    ActGroup g;
+    for (int k = 0; k < 2; ++k) {
+        g.y[k] = load32x2(y[2 * k].qs, y[2 * k + 1].qs);
+        g.neg_bias[k] = _mm512_setzero_si512();
+        if constexpr (F::kBias != 0) {
+            g.neg_bias[k] = _mm512_sub_epi32(g.neg_bias[k], _mm512_dpbusd_epi32(g.neg_bias[k], _mm512_set1_epi8(char(F::kBias)), g.y[k]));
+        }
+    }
+    g.scales = scales4(y);
+    if constexpr (requires { y[0].s; }) g.sums = halves4(y[0].s, y[1].s, y[2].s, y[3].s);
+    return g;
+}
+
+// One row's running sums: two accumulators (blocks 4i, 4i+1 and 4i+2, 4i+3) so that the FMA
+// latency does not bound the loop, one for a tail of fewer than 4 blocks, and Q4_1's m * s terms.
+struct RowSums {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 tail = _mm256_setzero_ps();
+    __m128 offsets = _mm_setzero_ps();
+    float offsets_tail = 0;
+};
+
+// Adds 4 blocks of a row. d_x * d_y is a product of two f16 values, exact in float.
+template <typename F>
+inline void add_group(const typename F::X* x, const ActGroup& g, RowSums& s) {
+    if constexpr (requires { x[0].m; }) {
+        s.offsets = _mm_add_ps(s.offsets, _mm_mul_ps(halves4(x[0].m, x[1].m, x[2].m, x[3].m), g.sums));
+    }
+    const __m128 scales = _mm_mul_ps(scales4(x), g.scales);
+    for (int k = 0; k < 2; ++k) {
+        const __m512i lanes = _mm512_dpbusd_epi32(g.neg_bias[k], F::levels(x[2 * k], x[2 * k + 1]), g.y[k]);
+        s.acc[k] = _mm512_fmadd_ps(scale_pair(scales, 2 * k), _mm512_cvtepi32_ps(lanes), s.acc[k]);
+    }
+}
+
+// The last nb % 4 blocks from `ib` on, and the row's total.
+template <typename F>
+inline float finish_row(const typename F::X* x, const typename F::Y* y, int64_t ib, int64_t nb, RowSums& s) {
+    for (; ib < nb; ++ib) {
+        const __m256i lanes = dot_biased(F::levels(x[ib]), load32(y[ib].qs), F::kBias);
+        const float d = _cvtsh_ss(x[ib].d) * _cvtsh_ss(y[ib].d);
+        s.tail = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), s.tail);
+        if constexpr (requires { x[0].m; }) s.offsets_tail += _cvtsh_ss(x[ib].m) * _cvtsh_ss(y[ib].s);
+    }
+    __m128 o = _mm_add_ps(s.offsets, _mm_movehl_ps(s.offsets, s.offsets));
+    o = _mm_add_ss(o, _mm_movehdup_ps(o));
+    return hsum8(_mm256_add_ps(fold(_mm512_add_ps(s.acc[0], s.acc[1])), s.tail)) + (_mm_cvtss_f32(o) + s.offsets_tail);
 }
 
 template <typename F>
@@ -183,32 +234,36 @@ float legacy_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* x = static_cast<const typename F::X*>(vx);
     const auto* y = static_cast<const typename F::Y*>(vy);
     const int64_t nb = n / kQK;
-    // Two accumulators (blocks 4i, 4i+1 and 4i+2, 4i+3) so that the FMA latency does not bound the loop.
-    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    __m256 acc_tail = _mm256_setzero_ps();
-    __m128 offsets = _mm_setzero_ps();  // Q4_1: m * s per block, 4 lanes
-    float offsets_tail = 0;
+    RowSums s;
     int64_t ib = 0;
-    for (; ib + 4 <= nb; ib += 4) {
-        if constexpr (requires { x[0].m; }) offsets = _mm_add_ps(offsets, block_offsets4(x + ib, y + ib));
-        const __m512 scales = block_scales4(x + ib, y + ib);
-        for (int k = 0; k < 4; k += 2) {
-            const __m512i lanes = dot_biased(F::levels(x[ib + k], x[ib + k + 1]),
-                                             load32x2(y[ib + k].qs, y[ib + k + 1].qs), F::kBias);
-            acc[k / 2] = _mm512_fmadd_ps(scale_pair(scales, k), _mm512_cvtepi32_ps(lanes), acc[k / 2]);
+    for (; ib + 4 <= nb; ib += 4) add_group<F>(x + ib, act_group<F>(y + ib), s);
+    return finish_row<F>(x, y, ib, nb, s);
+}
+
+// Many rows against one activation row: the activation groups are prepared once, then each row
+// is the vec_dot's loop without the activation work, bit for bit the same sums. Rows are read in
+// memory order, one stream, with the bytes kAheadBytes ahead requested while a group is computed
+// (the hardware prefetcher alone leaves too few loads in flight to reach the memory bandwidth).
+constexpr size_t kAheadBytes = 4096;
+
+template <typename F>
+void legacy_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+    const auto* y = static_cast<const typename F::Y*>(vy);
+    const int64_t nb = n / kQK;
+    thread_local std::vector<ActGroup> groups;
+    groups.resize(size_t(nb / 4));
+    for (int64_t i = 0; i < nb / 4; ++i) groups[size_t(i)] = act_group<F>(y + 4 * i);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const auto* x = reinterpret_cast<const typename F::X*>(static_cast<const uint8_t*>(vx) + size_t(r) * x_row_bytes);
+        RowSums s;
+        int64_t ib = 0;
+        for (; ib + 4 <= nb; ib += 4) {
+            const char* group = reinterpret_cast<const char*>(x + ib);
+            for (size_t b = 0; b < 4 * sizeof(*x); b += 64) _mm_prefetch(group + b + kAheadBytes, _MM_HINT_T0);
+            add_group<F>(x + ib, groups[size_t(ib / 4)], s);
         }
+        out[r] = finish_row<F>(x, y, ib, nb, s);
     }
-    for (; ib < nb; ++ib) {
-        const __m256i lanes = dot_biased(F::levels(x[ib]), load32(y[ib].qs), F::kBias);
-        const float d = _cvtsh_ss(x[ib].d) * _cvtsh_ss(y[ib].d);
-        acc_tail = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc_tail);
-    }
-    if constexpr (requires { x[0].m; }) {
-        for (ib = nb / 4 * 4; ib < nb; ++ib) offsets_tail += _cvtsh_ss(x[ib].m) * _cvtsh_ss(y[ib].s);
-    }
-    offsets = _mm_add_ps(offsets, _mm_movehl_ps(offsets, offsets));
-    offsets = _mm_add_ss(offsets, _mm_movehdup_ps(offsets));
-    return hsum8(_mm256_add_ps(fold(_mm512_add_ps(acc[0], acc[1])), acc_tail)) + (_mm_cvtss_f32(offsets) + offsets_tail);
 }
 
 // ---- K-quants: the AVX2 kernels' integer lanes (Q6_K 64 values per instruction, Q4_K/Q5_K 32) ----
@@ -344,6 +399,11 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::Q5_0).vec_dot = legacy_vec_dot<Q5_0Format>;
     row(TensorType::Q8_0).vec_dot = legacy_vec_dot<Q8_0Format>;
     row(TensorType::IQ4_NL).vec_dot = legacy_vec_dot<IQ4_NLFormat>;
+    row(TensorType::Q4_0).vec_dot_rows = legacy_vec_dot_rows<Q4_0Format>;
+    row(TensorType::Q4_1).vec_dot_rows = legacy_vec_dot_rows<Q4_1Format>;
+    row(TensorType::Q5_0).vec_dot_rows = legacy_vec_dot_rows<Q5_0Format>;
+    row(TensorType::Q8_0).vec_dot_rows = legacy_vec_dot_rows<Q8_0Format>;
+    row(TensorType::IQ4_NL).vec_dot_rows = legacy_vec_dot_rows<IQ4_NLFormat>;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
     row(TensorType::Q6_K).vec_dot = q6_k_vec_dot;

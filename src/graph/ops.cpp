@@ -124,7 +124,7 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, s
     const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
     if (wt.vec_dot_type != TensorType::F32) {
         scratch.resize(act_row * size_t(n_tokens));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
         for (int64_t t = 0; t < n_tokens; ++t) at.from_float(x + t * n_in, scratch.data() + size_t(t) * act_row, n_in);
         act = scratch.data();
     }
@@ -139,6 +139,19 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, s
         for (int64_t r = 0; r < n_out; r += chunk) {
             wt.gemm(n_in, w.data + size_t(r) * w_row, w_row, std::min(chunk, n_out - r), act, act_row, n_tokens,
                     out + r, n_out);
+        }
+        return;
+    }
+    if (wt.vec_dot_rows) {
+        // One call per thread for a single token, so that the kernel prepares the activations
+        // once; for a few tokens, tiles of rows that stay in cache while every token passes.
+        const int64_t chunk = n_tokens == 1 ? (n_out + max_threads() - 1) / max_threads() : kGemmRows;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < n_out; r += chunk) {
+            for (int64_t t = 0; t < n_tokens; ++t) {
+                wt.vec_dot_rows(n_in, w.data + size_t(r) * w_row, w_row, std::min(chunk, n_out - r),
+                                act + size_t(t) * act_row, out + t * n_out + r);
+            }
         }
         return;
     }
