@@ -7,9 +7,9 @@
 // The legacy formats put two 32-value blocks in a 512-bit vector: 16 float lanes, even blocks in
 // lanes 0-7 and odd blocks in 8-15, folded at the end. Their results differ from the AVX2
 // kernels' by float rounding only. (Q5_1 stays on the AVX2 kernel: that one is bit-exact with the
-// reference.) The K-quants keep the AVX2 kernels' integer lanes and float code exactly, so their
-// results are the AVX2 ones bit for bit. Q2_K and Q3_K stay on the AVX2 kernels: 512-bit versions
-// measured no faster (per-sub-block scales leave VNNI little to fuse).
+// reference.) The legacy formats also have a row kernel for token generation. The K-quants keep
+// the AVX2 kernels' integer lanes and float code, so their results are the AVX2 ones bit for bit,
+// except Q3_K, whose lanes carry its minus-4 terms differently (same integer total).
 #pragma GCC optimize("fp-contract=off")  // only explicit FMAs
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() operands that trip -Wuninitialized.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -388,6 +388,90 @@ float q6_k_vec_dot(int64_t n, const void* vx, const void* vy) {
     return hsum8(acc);
 }
 
+// ---- Q2_K and Q3_K: 2-bit levels (plus Q3_K's high bit) straight into vpdpbusd ----
+//
+// Per half of 128 values, byte l of qs holds the low 2 bits of values l, l+32, l+64, l+96. One
+// 512-bit vector takes chunks k and k+1 (of 32 values) of a half: the two copies of qs shifted by
+// 2k and 2k+2. After folding the two halves, int32 lane l holds bytes 4l..4l+3 of every chunk,
+// each weighted by its sub-block scale: the AVX2 kernels' lanes.
+
+inline __m512i low_bits_pair(__m512i qs_twice, int k) {
+    const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * k)), _mm256_set1_epi16(short(2 * k + 2)), 1);
+    return _mm512_and_si512(_mm512_srlv_epi16(qs_twice, shifts), _mm512_set1_epi8(3));
+}
+
+float q2_k_vec_dot(int64_t n, const void* vx, const void* vy) {
+    const auto* xs = static_cast<const BlockQ2_K*>(vx);
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+        const BlockQ2_K& x = xs[i];
+        const BlockQ8_K& y = ys[i];
+        const float d = y.d * _cvtsh_ss(x.d);
+        const float dmin = -y.d * _cvtsh_ss(x.dmin);
+        const __m128i packed = load16(x.scales);
+        const __m128i sc4 = _mm_and_si128(packed, _mm_set1_epi8(0xF));
+        const __m128i mn4 = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF));
+        // Minimums: 16 (min * bsum) products in pairs, into the same accumulator.
+        acc = fma_lanes(dmin, _mm256_madd_epi16(_mm256_cvtepi8_epi16(mn4), load32(y.bsums)), acc);
+        const __m512i scales = _mm512_cvtepu8_epi32(sc4);  // (int16 scale, 0) pairs for vpmaddwd
+        __m512i sumi = _mm512_setzero_si512();
+        for (int j = 0; j < 2; ++j) {
+            const __m512i q2 = _mm512_broadcast_i64x4(load32(x.qs + 32 * j));
+            for (int k = 0; k < 4; k += 2) {
+                const __m512i lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low_bits_pair(q2, k), load64(y.qs + 128 * j + 32 * k));
+                sumi = add_scaled(sumi, lanes, spread4(scales, 8 * j + 2 * k));
+            }
+        }
+        acc = fma_lanes(d, fold(sumi), acc);
+    }
+    return hsum8(acc);
+}
+
+// The 16 six-bit scales minus 32, as int8 in sub-block order (see BlockQ3_K).
+inline __m128i q3_k_scales(const uint8_t* packed) {
+    uint32_t w[3];
+    std::memcpy(w, packed, sizeof w);
+    const uint32_t lo = 0x0f0f0f0f, top = 0x03030303;
+    const __m128i biased = _mm_set_epi32(int(((w[1] >> 4) & lo) | (((w[2] >> 6) & top) << 4)),
+                                         int(((w[0] >> 4) & lo) | (((w[2] >> 4) & top) << 4)),
+                                         int((w[1] & lo) | (((w[2] >> 2) & top) << 4)),
+                                         int((w[0] & lo) | ((w[2] & top) << 4)));
+    return _mm_sub_epi8(biased, _mm_set1_epi8(32));
+}
+
+// Q3_K levels as unsigned 0-7 (value + 4): bit g of hmask[l] is set when value 32g + l is not
+// lowered by 4. The +4 comes off as 4 * scale * (sum of the sub-block's activations), from the
+// block sums; the integer total is the AVX2 kernel's, spread over the lanes differently.
+float q3_k_vec_dot(int64_t n, const void* vx, const void* vy) {
+    const auto* xs = static_cast<const BlockQ3_K*>(vx);
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK_K; ++i) {
+        const BlockQ3_K& x = xs[i];
+        const BlockQ8_K& y = ys[i];
+        const float d = y.d * _cvtsh_ss(x.d);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q3_k_scales(x.scales));
+        const __m512i scales = _mm512_cvtepu16_epi32(sc16);  // (int16 scale, 0) pairs for vpmaddwd
+        const __m256i lowered = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load32(y.bsums)), 2);
+        const __m512i hmask = _mm512_broadcast_i64x4(load32(x.hmask));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int j = 0; j < 2; ++j) {
+            const __m512i q3 = _mm512_broadcast_i64x4(load32(x.qs + 32 * j));
+            for (int k = 0; k < 4; k += 2) {
+                const int g = 4 * j + k;
+                const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << g)), _mm256_set1_epi8(char(1 << (g + 1))), 1);
+                const __m512i low2 = low_bits_pair(q3, k);
+                const __m512i levels = _mm512_mask_add_epi8(low2, _mm512_test_epi8_mask(hmask, bits), low2, _mm512_set1_epi8(4));
+                const __m512i lanes = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels, load64(y.qs + 128 * j + 32 * k));
+                sumi = add_scaled(sumi, lanes, spread4(scales, 8 * j + 2 * k));
+            }
+        }
+        acc = fma_lanes(d, _mm256_sub_epi32(fold(sumi), lowered), acc);
+    }
+    return hsum8(acc);
+}
+
 }  // namespace
 
 namespace avx512 {
@@ -407,6 +491,8 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
     row(TensorType::Q6_K).vec_dot = q6_k_vec_dot;
+    row(TensorType::Q2_K).vec_dot = q2_k_vec_dot;
+    row(TensorType::Q3_K).vec_dot = q3_k_vec_dot;
 }
 
 }  // namespace avx512
