@@ -46,7 +46,7 @@ struct TypeTraits {
     QuantizeFn quantize = nullptr;      // quantization used when writing files (imatrix-aware)
     VecDotFn vec_dot = nullptr;         // weight row · activation row
     TensorType vec_dot_type = TensorType::F32;  // the activation format vec_dot pairs with
-    VecDotRowsFn vec_dot_rows = nullptr;  // optional: several rows per activation pass (ISA tables only)
+    VecDotRowsFn vec_dot_rows = nullptr;  // optional: many rows, activation side prepared once (ISA tables only)
     GemmFn gemm = nullptr;              // optional: batches of tokens (the ISA tables only)
 
     bool known() const { return type_size != 0; }
