@@ -19,8 +19,9 @@ namespace {
 
 // Batches at least this long go through the format's GEMM kernel, if it has one; shorter ones
 // (token generation, short prompts) through the format's row kernel or one vec_dot per row and
-// token, which read each row once for all tokens and skip the GEMM's repacking: on tinyllama-1.1b Q4_0 the vec_dot path
-// runs ~27 tokens/s at any batch size, the GEMM 11 at 8 tokens, 18 at 16, 40 at 32.
+// token, which read each row once for all tokens and skip the GEMM's repacking: on
+// tinyllama-1.1b Q4_0 the vec_dot path ran ~27 tokens/s at any batch size, the GEMM 11 at 8
+// tokens, 18 at 16, 40 at 32.
 // Row chunks are multiples of kGemmRows.
 constexpr int64_t kGemmMinTokens = 16;
 constexpr size_t kPrefetchBytes = 4096;  // see matmul
