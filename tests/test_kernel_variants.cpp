@@ -314,7 +314,7 @@ TEST(KernelVariants, VecDotRowsEqualsVecDot) {
             ++kernels;
             for (int64_t n : {32, 96, 256, 2048 + 96, 4096 + 32}) {
                 const int64_t rows = 13;
-                const size_t row_bytes = k.row_size(n), stride = row_bytes + 7;  // rows need not be adjacent
+                const size_t row_bytes = k.row_size(n), stride = row_bytes + 8;  // rows need not be adjacent
                 Bytes w(stride * rows);
                 for (int64_t r = 0; r < rows; ++r) {
                     const Shape shape = r % 3 == 0 ? Shape::HeavyTailed : Shape::Gaussian;
