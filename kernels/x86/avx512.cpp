@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "kernels/cpu.h"
+#include "kernels/x86/row_stream.h"
 #include "qllm/half.h"
 
 namespace qllm {
@@ -46,12 +47,16 @@ inline __m512 load_f16x16(const f16_t* p) {
 
 // f16 · f16 in float over 16 lanes and a pairwise horizontal add: the reference's order, so F16 models give the reference's logits bit for
 // bit. f16 products are exact in float, so the FMA rounds like a multiply-then-add.
+template <bool kPrefetch = false>
 float f16_vec_dot(int64_t n, const void* x, const void* y) {
     const auto* a = static_cast<const f16_t*>(x);
     const auto* b = static_cast<const f16_t*>(y);
     __m512 acc = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
+        if constexpr (kPrefetch) {
+            if (i % 32 == 0) prefetch_ahead(a + i, 64);
+        }
         acc = _mm512_fmadd_ps(load_f16x16(a + i), load_f16x16(b + i), acc);
     }
     double sum = hsum16(acc);
@@ -62,12 +67,14 @@ float f16_vec_dot(int64_t n, const void* x, const void* y) {
 // bf16 · bf16 with vdpbf16ps: lane j adds the products of values 2j+1 then 2j of every 32, the
 // reference's order, then the same pairwise tree. (The instruction flushes denormals; on
 // normal-range data the result is the reference's bit for bit.)
+template <bool kPrefetch = false>
 float bf16_vec_dot(int64_t n, const void* x, const void* y) {
     const auto* a = static_cast<const bf16_t*>(x);
     const auto* b = static_cast<const bf16_t*>(y);
     __m512 acc = _mm512_setzero_ps();
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        if constexpr (kPrefetch) prefetch_ahead(a + i, 64);
         const __m512i va = _mm512_loadu_si512(a + i);
         const __m512i vb = _mm512_loadu_si512(b + i);
         acc = _mm512_dpbf16_ps(acc, __m512bh(va), __m512bh(vb));
@@ -80,9 +87,13 @@ float bf16_vec_dot(int64_t n, const void* x, const void* y) {
 }  // namespace
 
 void register_avx512_kernels(TraitsTable& t) {
-    t[size_t(TensorType::F16)].vec_dot = f16_vec_dot;
+    t[size_t(TensorType::F16)].vec_dot = f16_vec_dot<>;
+    t[size_t(TensorType::F16)].vec_dot_rows = rows_of<f16_vec_dot<true>>;
     // The dispatcher checks F/BW/VL/VNNI only; vdpbf16ps needs its own feature bit.
-    if (__builtin_cpu_supports("avx512bf16")) t[size_t(TensorType::BF16)].vec_dot = bf16_vec_dot;
+    if (__builtin_cpu_supports("avx512bf16")) {
+        t[size_t(TensorType::BF16)].vec_dot = bf16_vec_dot<>;
+        t[size_t(TensorType::BF16)].vec_dot_rows = rows_of<bf16_vec_dot<true>>;
+    }
     avx512::register_quant_kernels(t);
 }
 

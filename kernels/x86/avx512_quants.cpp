@@ -7,7 +7,8 @@
 // The legacy formats put two 32-value blocks in a 512-bit vector: 16 float lanes, even blocks in
 // lanes 0-7 and odd blocks in 8-15, folded at the end. Their results differ from the AVX2
 // kernels' by float rounding only. (Q5_1 stays on the AVX2 kernel: that one is bit-exact with the
-// reference.) The legacy formats also have a row kernel for token generation. The K-quants keep
+// reference.) Every format here also has a row kernel for token generation (row_stream.h); the
+// legacy formats' one prepares the activation side once. The K-quants keep
 // the AVX2 kernels' integer lanes and float code, so their results are the AVX2 ones bit for bit,
 // except Q3_K, whose lanes carry its minus-4 terms differently (same integer total).
 #pragma GCC optimize("fp-contract=off")  // only explicit FMAs
@@ -23,6 +24,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
+#include "kernels/x86/row_stream.h"
 
 namespace qllm {
 namespace {
@@ -241,10 +243,8 @@ float legacy_vec_dot(int64_t n, const void* vx, const void* vy) {
 }
 
 // Many rows against one activation row: the activation groups are prepared once, then each row
-// is the vec_dot's loop without the activation work, bit for bit the same sums. Rows are read in
-// memory order, one stream, with the bytes kAheadBytes ahead requested while a group is computed
-// (the hardware prefetcher alone leaves too few loads in flight to reach the memory bandwidth).
-constexpr size_t kAheadBytes = 4096;
+// is the vec_dot's loop without the activation work, bit for bit the same sums, and one stream
+// (row_stream.h).
 
 template <typename F>
 void legacy_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
@@ -258,8 +258,7 @@ void legacy_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
         RowSums s;
         int64_t ib = 0;
         for (; ib + 4 <= nb; ib += 4) {
-            const char* group = reinterpret_cast<const char*>(x + ib);
-            for (size_t b = 0; b < 4 * sizeof(*x); b += 64) _mm_prefetch(group + b + kAheadBytes, _MM_HINT_T0);
+            prefetch_ahead(x + ib, 4 * sizeof(*x));
             add_group<F>(x + ib, groups[size_t(ib / 4)], s);
         }
         out[r] = finish_row<F>(x, y, ib, nb, s);
@@ -308,7 +307,7 @@ inline __m128i k4_min_products(__m128i scales_mins, const int16_t* bsums) {
 // Q4_K and Q5_K in 256-bit vectors: the AVX2 kernels with vpdpwssd folding each scale multiply
 // and its add. (512-bit versions need fewer instructions but ran no faster here: they save too
 // few per value to pay for the 512-bit ports and clocks.)
-template <typename Block>
+template <typename Block, bool kPrefetch = false>
 float k4_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* xs = static_cast<const Block*>(vx);
     const auto* ys = static_cast<const BlockQ8_K*>(vy);
@@ -317,6 +316,7 @@ float k4_vec_dot(int64_t n, const void* vx, const void* vy) {
     __m128 acc_m = _mm_setzero_ps();
     float mins = 0;
     for (int64_t i = 0; i < n / kQK_K; ++i) {
+        if constexpr (kPrefetch) prefetch_ahead(xs + i, sizeof(*xs));
         const Block& x = xs[i];
         const BlockQ8_K& y = ys[i];
         const float d = y.d * half_to_float(x.d);
@@ -357,11 +357,13 @@ float k4_vec_dot(int64_t n, const void* vx, const void* vy) {
     return kFifthBit ? hsum8(acc) + mins : hsum8(acc) + _mm_cvtss_f32(acc_m);
 }
 
+template <bool kPrefetch = false>
 float q6_k_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* xs = static_cast<const BlockQ6_K*>(vx);
     const auto* ys = static_cast<const BlockQ8_K*>(vy);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQK_K; ++i) {
+        if constexpr (kPrefetch) prefetch_ahead(xs + i, sizeof(*xs));
         const BlockQ6_K& x = xs[i];
         const BlockQ8_K& y = ys[i];
         const float d = y.d * half_to_float(x.d);
@@ -400,11 +402,13 @@ inline __m512i low_bits_pair(__m512i qs_twice, int k) {
     return _mm512_and_si512(_mm512_srlv_epi16(qs_twice, shifts), _mm512_set1_epi8(3));
 }
 
+template <bool kPrefetch = false>
 float q2_k_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* xs = static_cast<const BlockQ2_K*>(vx);
     const auto* ys = static_cast<const BlockQ8_K*>(vy);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQK_K; ++i) {
+        if constexpr (kPrefetch) prefetch_ahead(xs + i, sizeof(*xs));
         const BlockQ2_K& x = xs[i];
         const BlockQ8_K& y = ys[i];
         const float d = y.d * _cvtsh_ss(x.d);
@@ -443,11 +447,13 @@ inline __m128i q3_k_scales(const uint8_t* packed) {
 // Q3_K levels as unsigned 0-7 (value + 4): bit g of hmask[l] is set when value 32g + l is not
 // lowered by 4. The +4 comes off as 4 * scale * (sum of the sub-block's activations), from the
 // block sums; the integer total is the AVX2 kernel's, spread over the lanes differently.
+template <bool kPrefetch = false>
 float q3_k_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* xs = static_cast<const BlockQ3_K*>(vx);
     const auto* ys = static_cast<const BlockQ8_K*>(vy);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQK_K; ++i) {
+        if constexpr (kPrefetch) prefetch_ahead(xs + i, sizeof(*xs));
         const BlockQ3_K& x = xs[i];
         const BlockQ8_K& y = ys[i];
         const float d = y.d * _cvtsh_ss(x.d);
@@ -490,9 +496,14 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::IQ4_NL).vec_dot_rows = legacy_vec_dot_rows<IQ4_NLFormat>;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
-    row(TensorType::Q6_K).vec_dot = q6_k_vec_dot;
-    row(TensorType::Q2_K).vec_dot = q2_k_vec_dot;
-    row(TensorType::Q3_K).vec_dot = q3_k_vec_dot;
+    row(TensorType::Q6_K).vec_dot = q6_k_vec_dot<>;
+    row(TensorType::Q2_K).vec_dot = q2_k_vec_dot<>;
+    row(TensorType::Q3_K).vec_dot = q3_k_vec_dot<>;
+    row(TensorType::Q4_K).vec_dot_rows = rows_of<k4_vec_dot<BlockQ4_K, true>>;
+    row(TensorType::Q5_K).vec_dot_rows = rows_of<k4_vec_dot<BlockQ5_K, true>>;
+    row(TensorType::Q6_K).vec_dot_rows = rows_of<q6_k_vec_dot<true>>;
+    row(TensorType::Q2_K).vec_dot_rows = rows_of<q2_k_vec_dot<true>>;
+    row(TensorType::Q3_K).vec_dot_rows = rows_of<q3_k_vec_dot<true>>;
 }
 
 }  // namespace avx512
