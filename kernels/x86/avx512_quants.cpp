@@ -19,7 +19,9 @@
 #include <immintrin.h>
 
 #include <array>
+#include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/blocks.h"
@@ -106,12 +108,14 @@ alignas(16) constexpr auto kIQ4NLBiased = [] {
 }();
 inline __m128i iq4_nl_biased_grid() { return _mm_load_si128(reinterpret_cast<const __m128i*>(kIQ4NLBiased.data())); }
 
-// Per format: its blocks, activation blocks, the bias of its unsigned levels, and the levels of
-// one block (256-bit) or of two (512-bit).
+// Per format: its blocks, activation blocks, the bias of its unsigned levels, the levels of one
+// block (256-bit) or of two (512-bit), and whether 4 blocks go through one vector of nibbles
+// (see add_group).
 struct Q4_0Format {
     using X = BlockQ4_0;
     using Y = BlockQ8_0;
     static constexpr int kBias = 8;
+    static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) { return nibbles(b.qs); }
     static __m512i levels(const X& a, const X& b) { return nibbles(a.qs, b.qs); }
 };
@@ -120,6 +124,7 @@ struct Q4_1Format {
     using X = BlockQ4_1;
     using Y = BlockQ8_1;
     static constexpr int kBias = 0;
+    static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) { return nibbles(b.qs); }
     static __m512i levels(const X& a, const X& b) { return nibbles(a.qs, b.qs); }
 };
@@ -128,6 +133,7 @@ struct Q5_0Format {
     using X = BlockQ5_0;
     using Y = BlockQ8_0;
     static constexpr int kBias = 16;
+    static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) { return add_fifth_bit(nibbles(b.qs), load_u32(b.qh)); }
     static __m512i levels(const X& a, const X& b) {
         return add_fifth_bit(nibbles(a.qs, b.qs), load_u32(a.qh), load_u32(b.qh));
@@ -138,6 +144,7 @@ struct Q8_0Format {
     using X = BlockQ8_0;
     using Y = BlockQ8_0;
     static constexpr int kBias = 128;
+    static constexpr bool kNibbles = false;  // 4 blocks of bytes span 136: two pairs instead
     static __m256i levels(const X& b) { return _mm256_xor_si256(load32(b.qs), _mm256_set1_epi8(char(0x80))); }
     static __m512i levels(const X& a, const X& b) {
         return _mm512_xor_si512(load32x2(a.qs, b.qs), _mm512_set1_epi8(char(0x80)));
@@ -148,6 +155,7 @@ struct IQ4_NLFormat {
     using X = BlockIQ4_NL;
     using Y = BlockQ8_0;
     static constexpr int kBias = 128;
+    static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) {
         return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(iq4_nl_biased_grid()), nibbles(b.qs));
     }
@@ -171,23 +179,91 @@ inline __m512 scale_pair(__m128 scales4, int k) {
     return _mm512_permutexvar_ps(index, _mm512_castps128_ps512(scales4));
 }
 
-// The activation side of 4 consecutive blocks: their values as two block pairs, the bias terms
-// negated (the start of each vpdpbusd sum), their scales, and for Q4_1 their sums s.
+// ---- 4 blocks at a time ----
+//
+// Block pairs: two 512-bit vectors of levels [a 0-15 | a 16-31 | b 0-15 | b 16-31], 8 int32
+// lanes per block. Nibble formats instead gather the 16 bytes of nibbles of 4 blocks (at most 88
+// bytes: two loads) with one byte permute: the low nibbles are values 0-15 of each block, the
+// high ones values 16-31, two vpdpbusd into the same lanes give 4 int32 lanes per block, and one
+// word permute of the same two loads gives each block's scale 4 times.
+
+// The first 4 * sizeof(X) bytes from x (at most 128), as two vectors; the bytes past them read as 0.
+template <typename X>
+struct GroupBytes {
+    static_assert(4 * sizeof(X) > 64 && 4 * sizeof(X) <= 128);
+    __m512i low, high;
+    explicit GroupBytes(const X* x)
+        : low(load64(x)),
+          high(_mm512_maskz_loadu_epi8((uint64_t{1} << (4 * sizeof(X) - 64)) - 1, reinterpret_cast<const uint8_t*>(x) + 64)) {}
+    // Word i of the result is word index[i] of the 4 blocks. (Words, not bytes: vpermt2b needs
+    // AVX512-VBMI, which not every VNNI CPU has; every field gathered here starts at an even byte.)
+    __m512i words(__m512i index) const { return _mm512_permutex2var_epi16(low, index, high); }
+};
+
+// Index tables for GroupBytes::words: entry i takes the word at byte `at(i)` of the 4 blocks.
+template <typename At>
+inline __m512i word_index(At) {
+    alignas(64) static constexpr auto table = [] {
+        std::array<uint16_t, 32> a{};
+        for (size_t i = 0; i < a.size(); ++i) a[i] = uint16_t(At{}(i) / 2);
+        return a;
+    }();
+    return _mm512_load_si512(table.data());
+}
+
+// The f16 at byte `offset` of each block, repeated `repeat` times, in float.
+template <typename X, size_t kOffset, int kRepeat>
+inline __m512 block_halves(const GroupBytes<X>& g) {
+    const __m512i index = word_index([](size_t i) { return i < 4 * kRepeat ? kOffset + i / kRepeat * sizeof(X) : 0; });
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(g.words(index)));
+}
+
+// Low nibbles (values 0-15) and high nibbles (values 16-31) of the 4 blocks, 16 bytes per block.
+template <typename X>
+inline std::array<__m512i, 2> group_nibbles(const GroupBytes<X>& g) {
+    const __m512i qs = g.words(word_index([](size_t i) { return i / 8 * sizeof(X) + offsetof(X, qs) + 2 * (i % 8); }));
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    return {_mm512_and_si512(qs, m4), _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4)};
+}
+
+// Q5_0: plus 16 where the fifth bit is set; bit j of block k's qh goes to byte 16k + j (j < 16) of
+// the low vector or byte 16k + j - 16 of the high one.
+inline void add_fifth_bits(const GroupBytes<BlockQ5_0>& g, std::array<__m512i, 2>& q) {
+    const __m512i qh = g.words(word_index([](size_t i) {  // words 0-3: bits 0-15 of each block, 4-7: bits 16-31
+        return i % 4 * sizeof(BlockQ5_0) + offsetof(BlockQ5_0, qh) + 2 * (i / 4 % 2);
+    }));
+    const __m128i masks = _mm512_castsi512_si128(qh);
+    q[0] = _mm512_mask_add_epi8(q[0], __mmask64(_mm_cvtsi128_si64(masks)), q[0], _mm512_set1_epi8(16));
+    q[1] = _mm512_mask_add_epi8(q[1], __mmask64(_mm_extract_epi64(masks, 1)), q[1], _mm512_set1_epi8(16));
+}
+
+// The activation side of 4 consecutive blocks, laid out like the weights' levels, with the bias
+// terms negated (the start of each vpdpbusd sum), the scales, and for Q4_1 the sums s.
 struct ActGroup {
     __m512i y[2];
     __m512i neg_bias[2];
-    __m128 scales;
+    __m128 scales;    // pairs: one per block
+    __m512 scales16;  // nibbles: each block's 4 times
     __m128 sums;
 };
 
 template <typename F>
 inline ActGroup act_group(const typename F::Y* y) {
     ActGroup g;
-    for (int k = 0; k < 2; ++k) {
-        g.y[k] = load32x2(y[2 * k].qs, y[2 * k + 1].qs);
-        g.neg_bias[k] = _mm512_setzero_si512();
-        if constexpr (F::kBias != 0) {
-            g.neg_bias[k] = _mm512_sub_epi32(g.neg_bias[k], _mm512_dpbusd_epi32(g.neg_bias[k], _mm512_set1_epi8(char(F::kBias)), g.y[k]));
+    const __m512i bias = _mm512_set1_epi8(char(F::kBias));
+    if constexpr (F::kNibbles) {
+        for (int h = 0; h < 2; ++h) {
+            g.y[h] = _mm512_setzero_si512();
+            for (int k = 0; k < 4; ++k) g.y[h] = _mm512_inserti32x4(g.y[h], load16(y[k].qs + 16 * h), k);
+        }
+        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, g.y[0]), bias, g.y[1]);
+        g.neg_bias[0] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+        const __m512i each4 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        g.scales16 = _mm512_permutexvar_ps(each4, _mm512_castps128_ps512(scales4(y)));
+    } else {
+        for (int k = 0; k < 2; ++k) {
+            g.y[k] = load32x2(y[2 * k].qs, y[2 * k + 1].qs);
+            g.neg_bias[k] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, g.y[k]));
         }
     }
     g.scales = scales4(y);
@@ -195,8 +271,8 @@ inline ActGroup act_group(const typename F::Y* y) {
     return g;
 }
 
-// One row's running sums: two accumulators (blocks 4i, 4i+1 and 4i+2, 4i+3) so that the FMA
-// latency does not bound the loop, one for a tail of fewer than 4 blocks, and Q4_1's m * s terms.
+// One row's running sums: two accumulators (taken in turn) so that the FMA latency does not bound
+// the loop, one for a tail of fewer than 4 blocks, and Q4_1's m * s terms.
 struct RowSums {
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     __m256 tail = _mm256_setzero_ps();
@@ -204,17 +280,52 @@ struct RowSums {
     float offsets_tail = 0;
 };
 
-// Adds 4 blocks of a row. d_x * d_y is a product of two f16 values, exact in float.
-template <typename F>
+// Adds the 4 blocks from x; nibble formats into accumulator `k`, fixed at compile time so that
+// the accumulators stay in registers. d_x * d_y is a product of two f16 values, exact in float.
+template <typename F, int k>
 inline void add_group(const typename F::X* x, const ActGroup& g, RowSums& s) {
-    if constexpr (requires { x[0].m; }) {
-        s.offsets = _mm_add_ps(s.offsets, _mm_mul_ps(halves4(x[0].m, x[1].m, x[2].m, x[3].m), g.sums));
+    using X = typename F::X;
+    if constexpr (F::kNibbles) {
+        const GroupBytes<X> bytes(x);
+        if constexpr (requires { x[0].m; }) {
+            s.offsets = _mm_add_ps(s.offsets, _mm_mul_ps(_mm512_castps512_ps128(block_halves<X, offsetof(X, m), 1>(bytes)), g.sums));
+        }
+        auto q = group_nibbles(bytes);
+        if constexpr (std::is_same_v<X, BlockQ5_0>) add_fifth_bits(bytes, q);
+        if constexpr (std::is_same_v<X, BlockIQ4_NL>) {
+            const __m512i grid = _mm512_broadcast_i32x4(iq4_nl_biased_grid());
+            for (__m512i& v : q) v = _mm512_shuffle_epi8(grid, v);
+        }
+        const __m512i lanes = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(g.neg_bias[0], q[0], g.y[0]), q[1], g.y[1]);
+        const __m512 scales = _mm512_mul_ps(block_halves<X, offsetof(X, d), 4>(bytes), g.scales16);
+        s.acc[k] = _mm512_fmadd_ps(scales, _mm512_cvtepi32_ps(lanes), s.acc[k]);
+    } else {
+        const __m128 scales = _mm_mul_ps(scales4(x), g.scales);
+        for (int p = 0; p < 2; ++p) {
+            const __m512i lanes = _mm512_dpbusd_epi32(g.neg_bias[p], F::levels(x[2 * p], x[2 * p + 1]), g.y[p]);
+            s.acc[p] = _mm512_fmadd_ps(scale_pair(scales, 2 * p), _mm512_cvtepi32_ps(lanes), s.acc[p]);
+        }
     }
-    const __m128 scales = _mm_mul_ps(scales4(x), g.scales);
-    for (int k = 0; k < 2; ++k) {
-        const __m512i lanes = _mm512_dpbusd_epi32(g.neg_bias[k], F::levels(x[2 * k], x[2 * k + 1]), g.y[k]);
-        s.acc[k] = _mm512_fmadd_ps(scale_pair(scales, 2 * k), _mm512_cvtepi32_ps(lanes), s.acc[k]);
+}
+
+// Adds a row's groups of 4 blocks, group i against group_at(i), two groups per step (one per
+// accumulator); returns the first block left over.
+template <typename F, bool kPrefetch, typename GroupAt>
+inline int64_t add_groups(const typename F::X* x, int64_t nb, GroupAt group_at, RowSums& s) {
+    const auto step = [&]<int k>(int64_t ib) {
+        if constexpr (kPrefetch) prefetch_ahead(x + ib, 4 * sizeof(*x));
+        add_group<F, k>(x + ib, group_at(ib / 4), s);
+    };
+    int64_t ib = 0;
+    for (; ib + 8 <= nb; ib += 8) {
+        step.template operator()<0>(ib);
+        step.template operator()<1>(ib + 4);
     }
+    if (ib + 4 <= nb) {
+        step.template operator()<0>(ib);
+        ib += 4;
+    }
+    return ib;
 }
 
 // The last nb % 4 blocks from `ib` on, and the row's total.
@@ -237,8 +348,7 @@ float legacy_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* y = static_cast<const typename F::Y*>(vy);
     const int64_t nb = n / kQK;
     RowSums s;
-    int64_t ib = 0;
-    for (; ib + 4 <= nb; ib += 4) add_group<F>(x + ib, act_group<F>(y + ib), s);
+    const int64_t ib = add_groups<F, false>(x, nb, [&](int64_t i) { return act_group<F>(y + 4 * i); }, s);
     return finish_row<F>(x, y, ib, nb, s);
 }
 
@@ -256,11 +366,7 @@ void legacy_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
     for (int64_t r = 0; r < n_rows; ++r) {
         const auto* x = reinterpret_cast<const typename F::X*>(static_cast<const uint8_t*>(vx) + size_t(r) * x_row_bytes);
         RowSums s;
-        int64_t ib = 0;
-        for (; ib + 4 <= nb; ib += 4) {
-            prefetch_ahead(x + ib, 4 * sizeof(*x));
-            add_group<F>(x + ib, groups[size_t(ib / 4)], s);
-        }
+        const int64_t ib = add_groups<F, true>(x, nb, [&](int64_t i) -> const ActGroup& { return groups[size_t(i)]; }, s);
         out[r] = finish_row<F>(x, y, ib, nb, s);
     }
 }
