@@ -237,7 +237,7 @@ TEST(KernelVariants, VecDotWithinToleranceOfReference) {
     for (T type : dot_types()) {
         const TypeTraits& ref = ref_row(type);
         std::vector<int64_t> sizes = {256, 512, 1024, 4096, 16384};
-        if (ref.block_size == 32) sizes.insert(sizes.end(), {256 + 32, 2048 + 96});  // odd block counts
+        if (ref.block_size == 32) sizes.insert(sizes.end(), {160, 256 + 32, 704, 2048 + 96});  // odd block and group counts
         if (ref.block_size == 1) sizes.insert(sizes.end(), {256 + 1, 1000, 4096 + 31});  // tails
         for (int64_t n : sizes) {
             // Rows quantized once (the reference quantizers are slow), then dotted by every ISA.
@@ -304,8 +304,8 @@ TEST(KernelVariants, X86Q5_1DotIsBitExact) {
 }
 
 // A row kernel gives each row the vec_dot's float bit for bit, whatever the row count, the
-// row stride and the length (legacy rows with 1-3 blocks after the groups of 4, float rows
-// whose length is not a multiple of the vector).
+// row stride and the length (legacy rows with odd counts of 4-block groups and 1-3 blocks after
+// them, float rows whose length is not a multiple of the vector).
 TEST(KernelVariants, VecDotRowsEqualsVecDot) {
     int kernels = 0;
     for (Isa isa : supported_isas()) {
@@ -314,7 +314,7 @@ TEST(KernelVariants, VecDotRowsEqualsVecDot) {
             if (!k.vec_dot_rows) continue;
             ++kernels;
             std::vector<int64_t> sizes = {256, 4096 + 256};
-            if (k.block_size == 32) sizes = {32, 96, 2048 + 96, 4096 + 32};
+            if (k.block_size == 32) sizes = {32, 96, 160, 704, 2048 + 96, 4096 + 32};
             if (k.block_size == 1) sizes = {16, 100, 2048 + 7, 4096 + 48};
             for (int64_t n : sizes) {
                 const int64_t rows = 13;
