@@ -78,14 +78,6 @@ inline __m256i nibbles(const uint8_t* qs) {
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
 }
 
-// The same for two blocks: [a 0-15 | a 16-31 | b 0-15 | b 16-31].
-inline __m512i nibbles(const uint8_t* qa, const uint8_t* qb) {
-    const __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(load16(qa)), load16(qb), 1);
-    const __m512i aabb = _mm512_shuffle_i64x2(_mm512_castsi256_si512(ab), _mm512_castsi256_si512(ab), _MM_SHUFFLE(1, 1, 0, 0));
-    const __m512i high = _mm512_mask_blend_epi64(0xCC, aabb, _mm512_srli_epi16(aabb, 4));  // quarters 1 and 3
-    return _mm512_and_si512(high, _mm512_set1_epi8(0x0F));
-}
-
 inline uint32_t load_u32(const uint8_t* p) {
     uint32_t v;
     std::memcpy(&v, p, sizeof v);
@@ -95,9 +87,6 @@ inline uint32_t load_u32(const uint8_t* p) {
 // Q5 levels: nibbles plus 16 where bit j of qh is set.
 inline __m256i add_fifth_bit(__m256i q, uint32_t qh) {
     return _mm256_mask_add_epi8(q, __mmask32(qh), q, _mm256_set1_epi8(16));
-}
-inline __m512i add_fifth_bit(__m512i q, uint32_t qh_a, uint32_t qh_b) {
-    return _mm512_mask_add_epi8(q, __mmask64(uint64_t(qh_b) << 32 | qh_a), q, _mm512_set1_epi8(16));
 }
 
 // IQ4_NL's grid plus 128 (so unsigned), for a byte shuffle.
@@ -109,15 +98,14 @@ alignas(16) constexpr auto kIQ4NLBiased = [] {
 inline __m128i iq4_nl_biased_grid() { return _mm_load_si128(reinterpret_cast<const __m128i*>(kIQ4NLBiased.data())); }
 
 // Per format: its blocks, activation blocks, the bias of its unsigned levels, the levels of one
-// block (256-bit) or of two (512-bit), and whether 4 blocks go through one vector of nibbles
-// (see add_group).
+// block (256-bit; Q8_0 also of two, 512-bit), and whether 4 blocks go through one vector of
+// nibbles (see add_group).
 struct Q4_0Format {
     using X = BlockQ4_0;
     using Y = BlockQ8_0;
     static constexpr int kBias = 8;
     static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) { return nibbles(b.qs); }
-    static __m512i levels(const X& a, const X& b) { return nibbles(a.qs, b.qs); }
 };
 
 struct Q4_1Format {
@@ -126,7 +114,6 @@ struct Q4_1Format {
     static constexpr int kBias = 0;
     static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) { return nibbles(b.qs); }
-    static __m512i levels(const X& a, const X& b) { return nibbles(a.qs, b.qs); }
 };
 
 struct Q5_0Format {
@@ -135,9 +122,6 @@ struct Q5_0Format {
     static constexpr int kBias = 16;
     static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) { return add_fifth_bit(nibbles(b.qs), load_u32(b.qh)); }
-    static __m512i levels(const X& a, const X& b) {
-        return add_fifth_bit(nibbles(a.qs, b.qs), load_u32(a.qh), load_u32(b.qh));
-    }
 };
 
 struct Q8_0Format {
@@ -158,9 +142,6 @@ struct IQ4_NLFormat {
     static constexpr bool kNibbles = true;
     static __m256i levels(const X& b) {
         return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(iq4_nl_biased_grid()), nibbles(b.qs));
-    }
-    static __m512i levels(const X& a, const X& b) {
-        return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(iq4_nl_biased_grid()), nibbles(a.qs, b.qs));
     }
 };
 
@@ -183,7 +164,7 @@ inline __m512 scale_pair(__m128 scales4, int k) {
 //
 // Block pairs: two 512-bit vectors of levels [a 0-15 | a 16-31 | b 0-15 | b 16-31], 8 int32
 // lanes per block. Nibble formats instead gather the 16 bytes of nibbles of 4 blocks (at most 88
-// bytes: two loads) with one byte permute: the low nibbles are values 0-15 of each block, the
+// bytes: two loads) with one word permute: the low nibbles are values 0-15 of each block, the
 // high ones values 16-31, two vpdpbusd into the same lanes give 4 int32 lanes per block, and one
 // word permute of the same two loads gives each block's scale 4 times.
 
@@ -355,7 +336,6 @@ float legacy_vec_dot(int64_t n, const void* vx, const void* vy) {
 // Many rows against one activation row: the activation groups are prepared once, then each row
 // is the vec_dot's loop without the activation work, bit for bit the same sums, and one stream
 // (row_stream.h).
-
 template <typename F>
 void legacy_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
     const auto* y = static_cast<const typename F::Y*>(vy);
