@@ -22,17 +22,12 @@
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/int_blocks.h"
+#include "kernels/x86/avx512_legacy.h"
 
 namespace qllm {
 namespace {
 
 constexpr int kRows = 16;  // weight rows per tile: one per float lane
-
-inline uint32_t load_u32(const void* p) {
-    uint32_t v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
 
 inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
 
@@ -63,21 +58,64 @@ struct Tile32 {
     int32_t neg_bias[kRows];  // -128 * (sum of the row's values): where each dot starts
 };
 
-void repack32(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb, std::vector<Tile32>& tile,
-              std::vector<IntBlock32>& row) {
-    reset(tile, size_t(nb), rows);
-    row.resize(size_t(nb));
-    for (int64_t r = 0; r < rows; ++r) {
-        unpack_blocks32(type, w + size_t(r) * row_bytes, nb, row.data());
-        for (int64_t b = 0; b < nb; ++b) {
-            const IntBlock32& src = row[size_t(b)];
-            Tile32& t = tile[size_t(b)];
-            int32_t sum = 0;
-            for (int g = 0; g < 8; ++g) std::memcpy(t.w[g][r], src.q + 4 * g, 4);
-            for (int8_t q : src.q) sum += q;
-            t.d[r] = src.d;
-            t.m[r] = src.m;
-            t.neg_bias[r] = -128 * sum;
+// Values 4g..4g+3 of 16 rows, given as 8 vectors [row i | row i + 8] of 8 dwords (values 0-31):
+// out[g] holds row r's dword g in lane r. Two 8x8 dword transposes, one per 256-bit half.
+inline void transpose_rows(const __m512i (&in)[8], __m512i (&out)[8]) {
+    __m512i t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(in[i], in[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(in[i], in[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    // u[k] (rows 0-3 and 8-11) and u[k + 4] (rows 4-7 and 12-15) hold dwords k and k + 4, one per
+    // 128-bit lane: [dword k of rows 0-3 | dword k + 4 | dword k of rows 8-11 | dword k + 4].
+    const __m512i low = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), high = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int k = 0; k < 4; ++k) {
+        out[k] = _mm512_permutex2var_epi64(u[k], low, u[k + 4]);
+        out[k + 4] = _mm512_permutex2var_epi64(u[k], high, u[k + 4]);
+    }
+}
+
+// A tile of `rows` rows (up to kRows; missing rows add 0), block by block: each row's 32 values
+// as int8, transposed into the tile's interleaved order with shuffles.
+template <TensorType kType>
+void repack32(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb, std::vector<Tile32>& tile) {
+    using Block = std::conditional_t<kType == TensorType::Q4_0, BlockQ4_0,
+                  std::conditional_t<kType == TensorType::Q4_1, BlockQ4_1,
+                  std::conditional_t<kType == TensorType::Q5_0, BlockQ5_0,
+                  std::conditional_t<kType == TensorType::Q5_1, BlockQ5_1,
+                  std::conditional_t<kType == TensorType::Q8_0, BlockQ8_0, BlockIQ4_NL>>>>>;
+    tile.resize(size_t(nb));
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t b = 0; b < nb; ++b) {
+        Tile32& t = tile[size_t(b)];
+        __m512i pairs[8], out[8];
+        for (int i = 0; i < 8; ++i) {
+            __m256i v[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+            for (int h = 0; h < 2; ++h) {
+                const int64_t r = i + 8 * h;
+                if (r < rows) v[h] = block_values<kType>(w + size_t(r) * row_bytes + size_t(b) * sizeof(Block));
+            }
+            pairs[i] = _mm512_inserti64x4(_mm512_castsi256_si512(v[0]), v[1], 1);
+        }
+        transpose_rows(pairs, out);
+        __m512i sum = _mm512_setzero_si512();
+        for (int g = 0; g < 8; ++g) {
+            _mm512_storeu_si512(t.w[g], out[g]);
+            sum = _mm512_dpbusd_epi32(sum, ones, out[g]);
+        }
+        _mm512_storeu_si512(t.neg_bias, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
+        for (int64_t r = 0; r < kRows; ++r) {
+            t.d[r] = t.m[r] = 0.0f;
+            if (r >= rows) continue;
+            const Block& block = reinterpret_cast<const Block*>(w + size_t(r) * row_bytes)[b];
+            t.d[r] = half_to_float(block.d);
+            if constexpr (requires { block.m; }) t.m[r] = half_to_float(block.m);
         }
     }
 }
@@ -285,12 +323,11 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     constexpr bool kMins = kType == TensorType::Q4_1 || kType == TensorType::Q5_1;
     using Y = std::conditional_t<kMins, BlockQ8_1, BlockQ8_0>;
     thread_local std::vector<Tile32> tile;
-    thread_local std::vector<IntBlock32> row;
     thread_local Activations32 a;
     prepare32<Y>(static_cast<const uint8_t*>(act), act_row_bytes, n_tok, n / kQK, a);
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
-        repack32(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile, row);
+        repack32<kType>(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile);
         for (const Pass& pass : passes(tile.size(), 32)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
                 tokens32<kMins, T()>(tile, pass, a, t0, o, ld_out, row_mask(rows));

@@ -26,6 +26,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
+#include "kernels/x86/avx512_legacy.h"
 #include "kernels/x86/row_stream.h"
 
 namespace qllm {
@@ -70,32 +71,6 @@ inline __m256i dot_biased(__m256i levels, __m256i y, int bias) {
 }
 
 // ---- legacy formats: 32-value blocks ----
-
-// 16 bytes of nibbles to 32 levels in value order (low nibbles are values 0-15).
-inline __m256i nibbles(const uint8_t* qs) {
-    const __m128i packed = load16(qs);
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
-}
-
-inline uint32_t load_u32(const uint8_t* p) {
-    uint32_t v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-
-// Q5 levels: nibbles plus 16 where bit j of qh is set.
-inline __m256i add_fifth_bit(__m256i q, uint32_t qh) {
-    return _mm256_mask_add_epi8(q, __mmask32(qh), q, _mm256_set1_epi8(16));
-}
-
-// IQ4_NL's grid plus 128 (so unsigned), for a byte shuffle.
-alignas(16) constexpr auto kIQ4NLBiased = [] {
-    std::array<uint8_t, 16> grid{};
-    for (int i = 0; i < 16; ++i) grid[size_t(i)] = uint8_t(kIQ4NLValues[i] + 128);
-    return grid;
-}();
-inline __m128i iq4_nl_biased_grid() { return _mm_load_si128(reinterpret_cast<const __m128i*>(kIQ4NLBiased.data())); }
 
 // Per format: its blocks, activation blocks, the bias of its unsigned levels, the levels of one
 // block (256-bit; Q8_0 also of two, 512-bit), and whether 4 blocks go through one vector of
