@@ -208,9 +208,10 @@ inline ActGroup act_group(const typename F::Y* y) {
     ActGroup g;
     const __m512i bias = _mm512_set1_epi8(char(F::kBias));
     if constexpr (F::kNibbles) {
-        for (int h = 0; h < 2; ++h) {
-            g.y[h] = _mm512_setzero_si512();
-            for (int k = 0; k < 4; ++k) g.y[h] = _mm512_inserti32x4(g.y[h], load16(y[k].qs + 16 * h), k);
+        for (int h = 0; h < 2; ++h) {  // (inserts spelled out: their lane is an immediate)
+            const __m512i y01 = _mm512_inserti32x4(_mm512_castsi128_si512(load16(y[0].qs + 16 * h)), load16(y[1].qs + 16 * h), 1);
+            const __m512i y012 = _mm512_inserti32x4(y01, load16(y[2].qs + 16 * h), 2);
+            g.y[h] = _mm512_inserti32x4(y012, load16(y[3].qs + 16 * h), 3);
         }
         const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, g.y[0]), bias, g.y[1]);
         g.neg_bias[0] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
