@@ -15,6 +15,7 @@
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/x86/avx2_helpers.h"
+#include "kernels/x86/q3_k_scales.h"
 
 namespace qllm {
 namespace {
@@ -81,18 +82,6 @@ float q2_k_vec_dot(int64_t n, const void* vx, const void* vy) {
 }
 
 // ---- Q3_K ----
-
-// The 16 six-bit scales minus 32, as int8 in sub-block order (see BlockQ3_K).
-inline __m128i q3_k_scales(const uint8_t* packed) {
-    uint32_t w[3];
-    std::memcpy(w, packed, sizeof w);
-    const uint32_t lo = 0x0f0f0f0f, top = 0x03030303;
-    const __m128i biased = _mm_set_epi32(int(((w[1] >> 4) & lo) | (((w[2] >> 6) & top) << 4)),
-                                         int(((w[0] >> 4) & lo) | (((w[2] >> 4) & top) << 4)),
-                                         int((w[1] & lo) | (((w[2] >> 2) & top) << 4)),
-                                         int((w[0] & lo) | ((w[2] & top) << 4)));
-    return _mm_sub_epi8(biased, _mm_set1_epi8(32));
-}
 
 float q3_k_vec_dot(int64_t n, const void* vx, const void* vy) {
     const auto* xs = static_cast<const BlockQ3_K*>(vx);
