@@ -72,7 +72,8 @@ TEST(Gemm, MatchesReferenceDotProducts) {
         if (ref.block_size == 32) sizes.insert(sizes.end(), {64, 2048 + 96});
         if (ref.block_size == 1) sizes.insert(sizes.end(), {172, 1000});
         for (int64_t n : sizes) {
-            const int64_t rows = 37, tokens = 15;  // groups of 8, 4 and 1
+            // Tiles of 16 and 32 rows with a partial last one; groups of 12, 8, 4 and 1 tokens.
+            const int64_t rows = 53, tokens = 29;
             const Bytes w = quantize_rows(type, rows, n, uint32_t(type) * 101 + uint32_t(n), 0.02f);
             const Bytes a = quantize_rows(ref.vec_dot_type, tokens, n, 7 + uint32_t(n), 1.5f);
             const size_t w_row = ref.row_size(n), a_row = act.row_size(n);

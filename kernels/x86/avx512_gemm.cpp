@@ -31,6 +31,8 @@ constexpr int kRows = 16;  // weight rows per tile: one per float lane
 
 inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
 
+inline __mmask16 row_mask(int64_t rows) { return __mmask16((1u << rows) - 1u); }
+
 // A pass over blocks [begin, end) of the rows. Passes short enough for the tile's part and the
 // activations' part to stay in L1 run over every token before the next pass; from the second
 // pass on, the sums continue from what the first stored in `out`.
@@ -263,7 +265,15 @@ void tokens256(const std::vector<Tile256>& tile, Pass pass, const uint8_t* act, 
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * ld_out, mask, acc[t]);
 }
 
-// ---- F16: 16 rows converted to float once, against f16 activations ----
+// ---- F16: f32 FMAs over tiles of 32 rows, a pass of kF16Pass values at a time ----
+//
+// Each step broadcasts one activation of each of T tokens and multiplies it with two vectors
+// of 16 rows: 2T accumulators in registers, two FMAs per broadcast. A pass's tile (16 KiB) stays
+// in L1 while every token meets it; the pass's activations of every token (T x kF16Pass floats
+// per group, 256 KiB for 512 tokens) stay in L2 while every tile of the call meets them.
+
+constexpr int kF16Rows = 2 * kRows;
+constexpr int64_t kF16Pass = 128;
 
 // n f16 values in float.
 void halves_to_floats(const f16_t* src, int64_t n, float* x) {
@@ -274,25 +284,33 @@ void halves_to_floats(const f16_t* src, int64_t n, float* x) {
     for (; i < n; ++i) x[i] = half_to_float(src[i]);
 }
 
-// rows f16 rows of n values into x[i * stride + r], through `row` (converted 16 at a time).
-void transpose_to_floats(const uint8_t* src, size_t row_bytes, int64_t rows, int64_t n, int64_t stride, float* x,
-                         std::vector<float>& row) {
-    row.resize(size_t(n));
+// Values [begin, end) of `rows` f16 rows, row r's value i at tile[(i - begin) * kF16Rows + r].
+void tile_f16(const uint8_t* src, size_t row_bytes, int64_t rows, Pass pass, float* tile) {
+    float row[kF16Pass];
+    const int64_t len = int64_t(pass.end - pass.begin);
     for (int64_t r = 0; r < rows; ++r) {
-        halves_to_floats(reinterpret_cast<const f16_t*>(src + size_t(r) * row_bytes), n, row.data());
-        for (int64_t i = 0; i < n; ++i) x[i * stride + r] = row[size_t(i)];
+        halves_to_floats(reinterpret_cast<const f16_t*>(src + size_t(r) * row_bytes) + pass.begin, len, row);
+        for (int64_t i = 0; i < len; ++i) tile[i * kF16Rows + r] = row[i];
     }
 }
 
+// Tokens against a pass's tile; token t's values of the pass are at x[t * kF16Pass].
 template <int T>
-void tokens_f16(const std::vector<float>& tile, Pass pass, const float* x, float* out, int64_t ld_out, __mmask16 mask) {
-    __m512 acc[T];
-    start_sums(acc, pass, out, ld_out, mask);
-    for (size_t i = pass.begin; i < pass.end; ++i) {
-        const __m512 w = _mm512_loadu_ps(&tile[i * kRows]);
-        for (int t = 0; t < T; ++t) acc[t] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[i * T + size_t(t)]), acc[t]);
+void tokens_f16(const float* tile, Pass pass, const float* x, float* out, int64_t ld_out, int64_t rows) {
+    const __mmask16 mask[2] = {row_mask(std::min<int64_t>(rows, kRows)), row_mask(std::max<int64_t>(rows - kRows, 0))};
+    __m512 acc[2][T];
+    for (int h = 0; h < 2; ++h) start_sums(acc[h], pass, out + h * kRows, ld_out, mask[h]);
+    for (size_t i = 0; i < pass.end - pass.begin; ++i) {
+        const __m512 w0 = _mm512_loadu_ps(tile + i * kF16Rows), w1 = _mm512_loadu_ps(tile + i * kF16Rows + kRows);
+        for (int t = 0; t < T; ++t) {
+            const __m512 y = _mm512_set1_ps(x[t * kF16Pass + int64_t(i)]);
+            acc[0][t] = _mm512_fmadd_ps(w0, y, acc[0][t]);
+            acc[1][t] = _mm512_fmadd_ps(w1, y, acc[1][t]);
+        }
     }
-    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * ld_out, mask, acc[t]);
+    for (int h = 0; h < 2; ++h) {
+        for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + h * kRows + t * ld_out, mask[h], acc[h][t]);
+    }
 }
 
 // ---- drivers: tiles of 16 rows, tokens in groups of kTokens ----
@@ -307,8 +325,6 @@ void over_tokens(int64_t n_tok, float* out, int64_t ld_out, Fn&& fn) {
     }
     for (; t < n_tok; ++t) fn(std::integral_constant<int, 1>{}, t, out + t * ld_out);
 }
-
-inline __mmask16 row_mask(int64_t rows) { return __mmask16((1u << rows) - 1u); }
 
 // Passes of `per_pass` blocks over n blocks.
 std::vector<Pass> passes(size_t n, size_t per_pass) {
@@ -358,29 +374,29 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
 
 void gemm_f16(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
               int64_t n_tok, float* out, int64_t ld_out) {
-    constexpr int kTokens = 8;
-    // All activations in float once per call, value-major within each group of tokens: the
-    // group starting at token t0 holds x[t0 * n + i * T + t], so that one step reads T neighbours.
-    thread_local std::vector<float> tile, row, x;
-    x.resize(size_t(n * n_tok));
+    thread_local std::vector<float> tile, x;
+    tile.resize(size_t(kF16Pass) * kF16Rows);
+    x.resize(size_t(n_tok * kF16Pass));
     const auto* a = static_cast<const uint8_t*>(act);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) {
-        const int64_t T = n_tok - t0 >= kTokens ? kTokens : 1;
-        for (int64_t t = t0; t < std::min(n_tok, t0 + kTokens); t += T) {
-            transpose_to_floats(a + size_t(t) * act_row_bytes, act_row_bytes, T, n, T, x.data() + t * n, row);
+    for (const Pass& pass : passes(size_t(n), kF16Pass)) {
+        for (int64_t t = 0; t < n_tok; ++t) {
+            halves_to_floats(reinterpret_cast<const f16_t*>(a + size_t(t) * act_row_bytes) + pass.begin,
+                             int64_t(pass.end - pass.begin), x.data() + t * kF16Pass);
         }
-    }
-    for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
-        const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
-        reset(tile, size_t(n) * kRows, rows);
-        transpose_to_floats(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n, kRows,
-                            tile.data(), row);
-        for (const Pass& pass : passes(size_t(n), 256)) {
-            int64_t t = 0;
-            for (; t + kTokens <= n_tok; t += kTokens) {
-                tokens_f16<kTokens>(tile, pass, x.data() + t * n, out + t * ld_out + r0, ld_out, row_mask(rows));
+        for (int64_t r0 = 0; r0 < n_rows; r0 += kF16Rows) {
+            const auto* rows_at = static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes;
+            const int64_t rows = std::min<int64_t>(kF16Rows, n_rows - r0);
+            tile_f16(rows_at, w_row_bytes, rows, pass, tile.data());
+            // The next tile's part: 32 short runs of the rows, too short for the hardware
+            // prefetcher to pick up; they arrive while this tile meets every token.
+            for (int64_t r = kF16Rows; r < std::min<int64_t>(2 * kF16Rows, n_rows - r0); ++r) {
+                for (size_t b = pass.begin * sizeof(f16_t); b < pass.end * sizeof(f16_t); b += 64) {
+                    _mm_prefetch(reinterpret_cast<const char*>(rows_at + size_t(r) * w_row_bytes + b), _MM_HINT_T0);
+                }
             }
-            for (; t < n_tok; ++t) tokens_f16<1>(tile, pass, x.data() + t * n, out + t * ld_out + r0, ld_out, row_mask(rows));
+            over_tokens<12>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
+                tokens_f16<T()>(tile.data(), pass, x.data() + t0 * kF16Pass, o, ld_out, rows);
+            });
         }
     }
 }

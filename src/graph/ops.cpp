@@ -26,6 +26,10 @@ namespace {
 constexpr int64_t kGemmMinTokens = 16;
 constexpr size_t kPrefetchBytes = 4096;  // see matmul
 constexpr int64_t kGemmRows = 16;
+constexpr int64_t kGemmMinChunk = 128;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t multiple) { return ceil_div(a, multiple) * multiple; }
 
 int64_t max_threads() {
 #ifdef _OPENMP
@@ -133,9 +137,13 @@ void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, s
     const size_t w_row = w.row_bytes();
     if (wt.gemm && n_tokens >= kGemmMinTokens) {
         // A few chunks of rows per thread, each against every token: the kernel unpacks each
-        // tile of rows once, and prepares the activations once per chunk.
-        const int64_t tasks = 4 * max_threads();
-        const int64_t chunk = std::max(kGemmRows, (n_out + tasks - 1) / tasks + kGemmRows - 1) / kGemmRows * kGemmRows;
+        // tile of rows once, and prepares the activations once per chunk. Chunks of at least
+        // kGemmMinChunk rows while every thread still gets one: for small matrices (K and V),
+        // preparing the activations would otherwise cost as much as the products.
+        const int64_t threads = max_threads();
+        const int64_t chunk = round_up(std::max({kGemmRows, ceil_div(n_out, 4 * threads),
+                                                 std::min(kGemmMinChunk, ceil_div(n_out, threads))}),
+                                       kGemmRows);
 #pragma omp parallel for schedule(dynamic)
         for (int64_t r = 0; r < n_out; r += chunk) {
             wt.gemm(n_in, w.data + size_t(r) * w_row, w_row, std::min(chunk, n_out - r), act, act_row, n_tokens,
