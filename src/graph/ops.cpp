@@ -39,6 +39,17 @@ int64_t max_threads() {
 #endif
 }
 
+// Element-wise work on a prompt's batch is split between threads (each element's result does
+// not depend on the split); a single token's is too short to pay for waking them.
+constexpr int64_t kParallelMinElements = 1 << 15;
+constexpr int64_t kParallelGrain = 1 << 12;  // elements per piece: a multiple of 16
+
+template <typename Fn>
+void in_pieces(int64_t n, Fn&& fn) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
+    for (int64_t i = 0; i < n; i += kParallelGrain) fn(i, std::min(kParallelGrain, n - i));
+}
+
 // exp(x) = j * 2^n as the reference's vectorized softmax and SiLU compute it: n = round(x / ln 2),
 // j a degree-5 polynomial on the reduced argument (within 1.5 ulp of expf). Using the same
 // approximation keeps our f16-rounded attention weights identical to the reference's.
@@ -107,6 +118,7 @@ void get_rows(const TensorView& table, std::span<const TokenId> ids, float* out)
 
 void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_rows, int64_t n, float eps) {
     const auto* w = reinterpret_cast<const float*>(weight.data);
+#pragma omp parallel for schedule(static) if (n_rows * n >= kParallelMinElements)
     for (int64_t r = 0; r < n_rows; ++r) {
         const float* xr = x + r * n;
         float* yr = out + r * n;
@@ -203,9 +215,17 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopePa
     }
 }
 
-QLLM_FMA_CLONES void softmax(float* x, int64_t n) {
+QLLM_ATTENTION_CLONES void softmax(float* x, int64_t n) {
+    // The maximum in 16 lanes, so that the loop vectorizes; NaNs are skipped as by std::max.
+    float lanes_max[16];
+    std::fill_n(lanes_max, 16, -INFINITY);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int l = 0; l < 16; ++l) lanes_max[l] = std::max(lanes_max[l], x[i + l]);
+    }
     float max = -INFINITY;
-    for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+    for (; i < n; ++i) max = std::max(max, x[i]);
+    for (float m : lanes_max) max = std::max(max, m);
     // Blocks of 16 summed in float, blocks added in double: the reference's order.
     double sum = 0.0;
     for (int64_t start = 0; start < n; start += 16) {
@@ -385,11 +405,8 @@ template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) 
         scores16<kVectors>(q_rounded, n_heads, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, padded, scores);
         for (int64_t g = 0; g < n_heads; ++g) {
             float* w = scores + g * padded;
-            for (int64_t pos = 0; pos < n_pos; ++pos) {
-                float s = w[pos];
-                if (p.softcap > 0.0f) s = std::tanh(s * (1.0f / p.softcap)) * p.softcap;
-                w[pos] = pos < first ? -INFINITY : s * p.kq_scale;
-            }
+            if (p.softcap > 0.0f) softcap(w, p.softcap, n_pos);
+            for (int64_t pos = 0; pos < n_pos; ++pos) w[pos] = pos < first ? -INFINITY : w[pos] * p.kq_scale;
             softmax(w, n_pos);
             // The weights are rounded to f16 where they meet V.
             for (int64_t pos = first; pos < n_pos; ++pos) w[pos] = f16_to_f32(f32_to_f16(w[pos]));
@@ -427,7 +444,8 @@ QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t 
     }
 }
 
-QLLM_FMA_CLONES void silu_mul(float* gate, const float* up, int64_t n) {
+namespace {
+QLLM_ATTENTION_CLONES void silu_mul_piece(float* gate, const float* up, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         float negated[16], e[16];
@@ -436,6 +454,11 @@ QLLM_FMA_CLONES void silu_mul(float* gate, const float* up, int64_t n) {
         for (int l = 0; l < 16; ++l) gate[i + l] = gate[i + l] / (1.0f + e[l]) * up[i + l];
     }
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + vector_expf(-gate[i])) * up[i];
+}
+}  // namespace
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+    in_pieces(n, [&](int64_t i, int64_t len) { silu_mul_piece(gate + i, up + i, len); });
 }
 
 float exp_approx(float x) { return vector_expf(x); }
@@ -473,7 +496,9 @@ void softcap(float* x, float cap, int64_t n) {
 }
 
 void add(float* x, const float* y, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    in_pieces(n, [&](int64_t i, int64_t len) {
+        for (int64_t j = i; j < i + len; ++j) x[j] += y[j];
+    });
 }
 
 }  // namespace qllm::ops
