@@ -2,6 +2,7 @@
 #include "graph/ops.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -130,64 +131,115 @@ void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_ro
     }
 }
 
-void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, std::vector<uint8_t>& scratch) {
-    const TypeTraits& wt = traits(w.type);
-    const TypeTraits& at = traits(wt.vec_dot_type);
-    const int64_t n_in = w.ne[0];
-    const int64_t n_out = w.ne[1];
-    const size_t act_row = at.row_size(n_in);
+namespace {
 
-    // Activations in the partner format, one row per token.
-    const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
-    if (wt.vec_dot_type != TensorType::F32) {
-        scratch.resize(act_row * size_t(n_tokens));
-#pragma omp parallel for schedule(static) if (n_tokens > 1)
-        for (int64_t t = 0; t < n_tokens; ++t) at.from_float(x + t * n_in, scratch.data() + size_t(t) * act_row, n_in);
-        act = scratch.data();
-    }
+// A piece of one product's rows for one thread: a chunk of a GEMM, or a thread's share of rows
+// computed by the row kernel (or one dot product per row).
+struct Piece {
+    size_t product;
+    int64_t begin, rows;
+};
 
-    const size_t w_row = w.row_bytes();
-    if (wt.gemm && n_tokens >= kGemmMinTokens) {
-        // A few chunks of rows per thread, each against every token: the kernel unpacks each
-        // tile of rows once, and prepares the activations once per chunk. Chunks of at least
-        // kGemmMinChunk rows while every thread still gets one: for small matrices (K and V),
-        // preparing the activations would otherwise cost as much as the products.
-        const int64_t threads = max_threads();
-        const int64_t chunk = round_up(std::max({kGemmRows, ceil_div(n_out, 4 * threads),
-                                                 std::min(kGemmMinChunk, ceil_div(n_out, threads))}),
-                                       kGemmRows);
-#pragma omp parallel for schedule(dynamic)
-        for (int64_t r = 0; r < n_out; r += chunk) {
-            wt.gemm(n_in, w.data + size_t(r) * w_row, w_row, std::min(chunk, n_out - r), act, act_row, n_tokens,
-                    out + r, n_out);
-        }
-        return;
-    }
-    if (wt.vec_dot_rows) {
-        // One call per thread for a single token, so that the kernel prepares the activations
-        // once; for a few tokens, tiles of rows that stay in cache while every token passes.
-        const int64_t chunk = n_tokens == 1 ? (n_out + max_threads() - 1) / max_threads() : kGemmRows;
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < n_out; r += chunk) {
+bool uses_gemm(const TypeTraits& wt, int64_t n_tokens) { return wt.gemm != nullptr && n_tokens >= kGemmMinTokens; }
+
+// Rows [0, rows) of w (w_row bytes each) against n_tokens activation rows: out[t * ld_out + r].
+void rows_times_tokens(const TypeTraits& wt, int64_t n_in, const uint8_t* w, size_t w_row, int64_t rows, const uint8_t* act,
+                       size_t act_row, int64_t n_tokens, float* out, int64_t ld_out) {
+    if (uses_gemm(wt, n_tokens)) {
+        wt.gemm(n_in, w, w_row, rows, act, act_row, n_tokens, out, ld_out);
+    } else if (wt.vec_dot_rows) {
+        // One call for a single token, so that the kernel prepares the activations once; for a
+        // few tokens, tiles of rows that stay in cache while every token passes.
+        const int64_t tile = n_tokens == 1 ? rows : kGemmRows;
+        for (int64_t r = 0; r < rows; r += tile) {
             for (int64_t t = 0; t < n_tokens; ++t) {
-                wt.vec_dot_rows(n_in, w.data + size_t(r) * w_row, w_row, std::min(chunk, n_out - r),
-                                act + size_t(t) * act_row, out + t * n_out + r);
+                wt.vec_dot_rows(n_in, w + size_t(r) * w_row, w_row, std::min(tile, rows - r), act + size_t(t) * act_row,
+                                out + t * ld_out + r);
             }
         }
-        return;
+    } else {
+        // The hardware prefetcher alone leaves too few loads in flight to reach the memory
+        // bandwidth, so the row about kPrefetchBytes ahead is requested while this one is computed.
+        const int64_t ahead = std::max<int64_t>(1, int64_t(kPrefetchBytes / w_row));
+        for (int64_t r = 0; r < rows; ++r) {
+            const uint8_t* next = w + size_t(std::min(r + ahead, rows - 1)) * w_row;
+            for (size_t b = 0; b < w_row; b += 64) __builtin_prefetch(next + b);
+            for (int64_t t = 0; t < n_tokens; ++t) out[t * ld_out + r] = wt.vec_dot(n_in, w + size_t(r) * w_row, act + size_t(t) * act_row);
+        }
     }
-    // Each thread streams its rows from memory once per token. The hardware prefetcher alone
-    // leaves too few loads in flight to reach the memory bandwidth, so the row about
-    // kPrefetchBytes ahead is requested while this one is computed.
-    const VecDotFn dot = wt.vec_dot;
-    const int64_t ahead = std::max<int64_t>(1, int64_t(kPrefetchBytes / w_row));
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n_out; ++r) {
-        const uint8_t* wr = w.data + size_t(r) * w_row;
-        const uint8_t* next = w.data + size_t(std::min(r + ahead, n_out - 1)) * w_row;
-        for (size_t b = 0; b < w_row; b += 64) __builtin_prefetch(next + b);
-        for (int64_t t = 0; t < n_tokens; ++t) out[t * n_out + r] = dot(n_in, wr, act + size_t(t) * act_row);
+}
+
+}  // namespace
+
+void matmul(std::span<const Product> products, const float* x, int64_t n_tokens, std::vector<uint8_t>& scratch) {
+    if (products.size() > kMaxProducts) fail("matmul: {} products of one input (at most {})", products.size(), kMaxProducts);
+    const int64_t n_in = products[0].w->ne[0];
+
+    // The activations in each partner format the weights need (f16 for F16, q8_0 for Q4_0, ...),
+    // converted once for all the products: one row per token.
+    std::array<TensorType, kMaxProducts> formats{};
+    std::array<size_t, kMaxProducts> offsets{};
+    size_t n_formats = 0, bytes = 0;
+    for (const Product& p : products) {
+        const TensorType type = traits(p.w->type).vec_dot_type;
+        if (type == TensorType::F32 || std::find(formats.begin(), formats.begin() + n_formats, type) != formats.begin() + n_formats) continue;
+        formats[n_formats] = type;
+        offsets[n_formats++] = bytes;
+        bytes += traits(type).row_size(n_in) * size_t(n_tokens);
     }
+    scratch.resize(bytes);
+#pragma omp parallel for schedule(static) if (n_tokens > 1)
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        for (size_t f = 0; f < n_formats; ++f) {
+            const TypeTraits& at = traits(formats[f]);
+            at.from_float(x + t * n_in, scratch.data() + offsets[f] + size_t(t) * at.row_size(n_in), n_in);
+        }
+    }
+    auto activations = [&](const TypeTraits& wt) -> const uint8_t* {
+        for (size_t f = 0; f < n_formats; ++f) {
+            if (formats[f] == wt.vec_dot_type) return scratch.data() + offsets[f];
+        }
+        return reinterpret_cast<const uint8_t*>(x);
+    };
+
+    // Pieces: a GEMM's chunks, a few per thread, taken by whichever thread is free; otherwise
+    // one share of each product per thread (in turn, so thread i takes share i of each), so that
+    // every thread streams its rows once and the products meet only one barrier.
+    const int64_t threads = max_threads();
+    std::vector<Piece> pieces;
+    bool any_gemm = false;
+    for (size_t i = 0; i < products.size(); ++i) {
+        const int64_t n_out = products[i].w->ne[1];
+        int64_t chunk = ceil_div(n_out, threads);
+        if (uses_gemm(traits(products[i].w->type), n_tokens)) {
+            // Chunks of at least kGemmMinChunk rows while every thread still gets one: the kernel
+            // prepares the activations once per chunk, which for small matrices (K and V) would
+            // otherwise cost as much as the products.
+            chunk = round_up(std::max({kGemmRows, ceil_div(n_out, 4 * threads), std::min(kGemmMinChunk, chunk)}), kGemmRows);
+            any_gemm = true;
+        }
+        for (int64_t r = 0; r < n_out; r += chunk) pieces.push_back({i, r, std::min(chunk, n_out - r)});
+    }
+    auto run = [&](const Piece& piece) {
+        const Product& p = products[piece.product];
+        const TypeTraits& wt = traits(p.w->type);
+        const size_t w_row = p.w->row_bytes();
+        rows_times_tokens(wt, n_in, p.w->data + size_t(piece.begin) * w_row, w_row, piece.rows, activations(wt),
+                          traits(wt.vec_dot_type).row_size(n_in), n_tokens, p.out + piece.begin, p.w->ne[1]);
+    };
+    const auto n_pieces = int64_t(pieces.size());
+    if (any_gemm) {
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t i = 0; i < n_pieces; ++i) run(pieces[size_t(i)]);
+    } else {
+#pragma omp parallel for schedule(static, 1)
+        for (int64_t i = 0; i < n_pieces; ++i) run(pieces[size_t(i)]);
+    }
+}
+
+void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, std::vector<uint8_t>& scratch) {
+    const Product product{&w, out};
+    matmul(std::span(&product, 1), x, n_tokens, scratch);
 }
 
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopeParams& p) {

@@ -20,6 +20,15 @@ void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_ro
 // the weight type's vec_dot partner (f16 for F16, q8_0 for Q4_0, ...), as the reference does.
 void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out, std::vector<uint8_t>& scratch);
 
+// Several products of the same x (Q, K and V; gate and up) at once: the activations are converted
+// once per partner format, and the threads share out all the rows before meeting.
+struct Product {
+    const TensorView* w;
+    float* out;  // (n_tokens, w->ne[1])
+};
+inline constexpr size_t kMaxProducts = 4;
+void matmul(std::span<const Product> products, const float* x, int64_t n_tokens, std::vector<uint8_t>& scratch);
+
 struct RopeParams {
     int64_t n_rot;
     float base;

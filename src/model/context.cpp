@@ -97,6 +97,13 @@ void Context::matmul(const TensorView& w, const float* x, int64_t n_tokens, floa
     ops::matmul(w, x, n_tokens, out, act_scratch_);
 }
 
+void Context::matmul(std::initializer_list<ops::Product> products, const float* x, int64_t n_tokens) {
+    if (matmul_observer_) {
+        for (const ops::Product& p : products) matmul_observer_(*p.w, x, n_tokens);
+    }
+    ops::matmul(std::span(products.begin(), products.size()), x, n_tokens, act_scratch_);
+}
+
 // q_, k_, v_ (n tokens) -> att_: per-head norms, RoPE, into the cache, then attention.
 void Context::attend(int64_t il, int64_t n) {
     const LayerWeights& l = model_.weights().layers[size_t(il)];
@@ -142,9 +149,7 @@ void Context::llama_layer(int64_t il, int64_t n) {
 
     // Attention block: xb = norm(x); q, k, v = xb @ Wq, Wk, Wv (+ biases); attend; x += att @ Wo
     ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    matmul(l.wq, xb_.data(), n, q_.data());
-    matmul(l.wk, xb_.data(), n, k_.data());
-    matmul(l.wv, xb_.data(), n, v_.data());
+    matmul({{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, xb_.data(), n);
     if (l.bq) {
         ops::add_rows(q_.data(), l.bq, n);
         ops::add_rows(k_.data(), l.bk, n);
@@ -156,8 +161,7 @@ void Context::llama_layer(int64_t il, int64_t n) {
 
     // Feed-forward block: xb = norm(x); x += (silu(xb @ Wgate) * (xb @ Wup)) @ Wdown
     ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    matmul(l.ffn_gate, xb_.data(), n, gate_.data());
-    matmul(l.ffn_up, xb_.data(), n, up_.data());
+    matmul({{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}}, xb_.data(), n);
     ops::silu_mul(gate_.data(), up_.data(), n * n_ff);
     matmul(l.ffn_down, gate_.data(), n, xb2_.data());
     ops::add(x_.data(), xb2_.data(), n * n_embd);
@@ -201,9 +205,7 @@ void Context::gemma_layer(int64_t il, int64_t n) {
 
     // Attention block: x += norm(attend(norm(x) @ Wq, Wk, Wv) @ Wo)
     ops::rms_norm(x_.data(), l.attn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    matmul(l.wq, xb_.data(), n, q_.data());
-    matmul(l.wk, xb_.data(), n, k_.data());
-    matmul(l.wv, xb_.data(), n, v_.data());
+    matmul({{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, xb_.data(), n);
     attend(il, n);
     matmul(l.wo, att_.data(), n, xb2_.data());
     ops::rms_norm(xb2_.data(), l.post_attn_norm, xb2_.data(), n, n_embd, hp_.rms_eps);
@@ -211,8 +213,7 @@ void Context::gemma_layer(int64_t il, int64_t n) {
 
     // Feed-forward block: x += norm((gelu(norm(x) @ Wgate) * (norm(x) @ Wup)) @ Wdown)
     ops::rms_norm(x_.data(), l.ffn_norm, xb_.data(), n, n_embd, hp_.rms_eps);
-    matmul(l.ffn_gate, xb_.data(), n, gate_.data());
-    matmul(l.ffn_up, xb_.data(), n, up_.data());
+    matmul({{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}}, xb_.data(), n);
     ops::gelu_mul(gate_.data(), up_.data(), n * n_ff);
     matmul(l.ffn_down, gate_.data(), n, xb2_.data());
     ops::rms_norm(xb2_.data(), l.post_ffn_norm, xb2_.data(), n, n_embd, hp_.rms_eps);

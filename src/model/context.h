@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <span>
 #include <vector>
 
@@ -49,6 +50,8 @@ private:
     void check_finite(std::span<const float> rows, int64_t width, int64_t first_pos, const std::string& what) const;
     // out (n_tokens, w.ne[1]) = x @ W^T, shown to the observer first.
     void matmul(const TensorView& w, const float* x, int64_t n_tokens, float* out);
+    // Several products of the same x at once (see ops::matmul), each shown to the observer.
+    void matmul(std::initializer_list<ops::Product> products, const float* x, int64_t n_tokens);
 
     const Model& model_;
     const Hparams& hp_;
