@@ -284,13 +284,47 @@ void halves_to_floats(const f16_t* src, int64_t n, float* x) {
     for (; i < n; ++i) x[i] = half_to_float(src[i]);
 }
 
-// Values [begin, end) of `rows` f16 rows, row r's value i at tile[(i - begin) * kF16Rows + r].
+// v[r] = 16 values of row r  ->  v[c] = value c of the 16 rows.
+inline void transpose16x16(__m512 (&v)[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {  // t[i], t[i + 1]: rows i, i + 1 interleaved, values 4L+0,1 and 4L+2,3
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {  // u[g + e], 128-bit lane L: rows g..g+3 of value 4L + e
+        u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+        u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+        u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+        u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+    }
+    for (int e = 0; e < 4; ++e) {  // value 4L + e: lane L of u[e], u[4 + e], u[8 + e], u[12 + e]
+        const __m512 low_a = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x44), low_b = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512 high_a = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xEE), high_b = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xEE);
+        v[e] = _mm512_shuffle_f32x4(low_a, low_b, 0x88);
+        v[4 + e] = _mm512_shuffle_f32x4(low_a, low_b, 0xDD);
+        v[8 + e] = _mm512_shuffle_f32x4(high_a, high_b, 0x88);
+        v[12 + e] = _mm512_shuffle_f32x4(high_a, high_b, 0xDD);
+    }
+}
+
+// Values [begin, end) of `rows` f16 rows, row r's value i at tile[(i - begin) * kF16Rows + r]:
+// 16 rows by 16 values at a time, converted and transposed in registers.
 void tile_f16(const uint8_t* src, size_t row_bytes, int64_t rows, Pass pass, float* tile) {
-    float row[kF16Pass];
     const int64_t len = int64_t(pass.end - pass.begin);
-    for (int64_t r = 0; r < rows; ++r) {
-        halves_to_floats(reinterpret_cast<const f16_t*>(src + size_t(r) * row_bytes) + pass.begin, len, row);
-        for (int64_t i = 0; i < len; ++i) tile[i * kF16Rows + r] = row[i];
+    for (int64_t h = 0; h * kRows < rows; ++h) {
+        const int64_t half_rows = std::min<int64_t>(kRows, rows - h * kRows);
+        for (int64_t i = 0; i < len; i += 16) {
+            const int64_t n = std::min<int64_t>(16, len - i);
+            __m512 v[16];
+            for (int64_t r = 0; r < 16; ++r) {
+                v[r] = _mm512_setzero_ps();
+                if (r >= half_rows) continue;
+                const auto* row = reinterpret_cast<const f16_t*>(src + size_t(h * kRows + r) * row_bytes) + pass.begin + i;
+                v[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(row_mask(n), row));
+            }
+            transpose16x16(v);
+            for (int64_t c = 0; c < n; ++c) _mm512_storeu_ps(tile + (i + c) * kF16Rows + h * kRows, v[c]);
+        }
     }
 }
 
