@@ -52,6 +52,29 @@ void reset(std::vector<E>& tile, size_t n, int64_t rows) {
     else tile.resize(n);
 }
 
+// v[r] = 16 values (floats, or any dwords) of row r  ->  v[c] = value c of the 16 rows.
+inline void transpose16x16(__m512 (&v)[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {  // t[i], t[i + 1]: rows i, i + 1 interleaved, values 4L+0,1 and 4L+2,3
+        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {  // u[g + e], 128-bit lane L: rows g..g+3 of value 4L + e
+        u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+        u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+        u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+        u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+    }
+    for (int e = 0; e < 4; ++e) {  // value 4L + e: lane L of u[e], u[4 + e], u[8 + e], u[12 + e]
+        const __m512 low_a = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x44), low_b = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x44);
+        const __m512 high_a = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xEE), high_b = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xEE);
+        v[e] = _mm512_shuffle_f32x4(low_a, low_b, 0x88);
+        v[4 + e] = _mm512_shuffle_f32x4(low_a, low_b, 0xDD);
+        v[8 + e] = _mm512_shuffle_f32x4(high_a, high_b, 0x88);
+        v[12 + e] = _mm512_shuffle_f32x4(high_a, high_b, 0xDD);
+    }
+}
+
 // ---- legacy formats: blocks of 32 against Q8_0 / Q8_1 ----
 
 struct Tile32 {
@@ -193,25 +216,46 @@ struct Tile256 {
     float d[kRows], dmin[kRows];
 };
 
+// A tile of `rows` rows (missing rows add 0): each row unpacked to integers, then the values
+// transposed into the tile's order 16 rows by 16 dwords at a time, in registers.
 void repack256(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb,
-               std::vector<Tile256>& tile, std::vector<IntBlock256>& row) {
+               std::vector<Tile256>& tile, std::vector<IntBlock256>& unpacked) {
     reset(tile, size_t(nb), rows);
-    row.resize(size_t(nb));
+    unpacked.resize(size_t(nb * kRows));
     const int offset = type == TensorType::Q6_K ? 32 : type == TensorType::Q3_K ? 4 : 0;  // lowest levels -32, -4
-    for (int64_t r = 0; r < rows; ++r) {
-        unpack_blocks256(type, w + size_t(r) * row_bytes, nb, row.data());
-        for (int64_t b = 0; b < nb; ++b) {
-            IntBlock256& src = row[size_t(b)];
-            Tile256& t = tile[size_t(b)];
-            for (int8_t& q : src.q) q = int8_t(q + offset);
-            for (int g = 0; g < 64; ++g) std::memcpy(t.w[g][r], src.q + 4 * g, 4);
-            for (int j = 0; j < 16; ++j) {
-                t.sc[j][r] = src.sc[j];
-                t.mn[j / 2][r][j % 2] = src.mn[j];
-                t.off[j / 2][r][j % 2] = int16_t(-offset * src.sc[j]);
+    for (int64_t r = 0; r < rows; ++r) unpack_blocks256(type, w + size_t(r) * row_bytes, nb, &unpacked[size_t(r * nb)]);
+    const __m512i bias = _mm512_set1_epi8(char(offset));
+    for (int64_t b = 0; b < nb; ++b) {
+        Tile256& t = tile[size_t(b)];
+        for (int k = 0; k < 4; ++k) {  // values 64k .. 64k + 63, as dwords 16k .. 16k + 15
+            __m512 v[kRows];
+            for (int64_t r = 0; r < kRows; ++r) {
+                v[r] = _mm512_setzero_ps();
+                if (r < rows) v[r] = _mm512_castsi512_ps(_mm512_add_epi8(_mm512_loadu_si512(unpacked[size_t(r * nb + b)].q + 64 * k), bias));
             }
+            transpose16x16(v);
+            for (int c = 0; c < 16; ++c) _mm512_storeu_ps(reinterpret_cast<float*>(t.w[16 * k + c]), v[c]);
+        }
+        // Scales as int32 per row; minimums and offsets as int16 pairs, one dword per pair.
+        __m512 sc[kRows], mn[kRows], off[kRows];
+        for (int64_t r = 0; r < kRows; ++r) {
+            sc[r] = mn[r] = off[r] = _mm512_setzero_ps();
+            if (r >= rows) continue;
+            const IntBlock256& src = unpacked[size_t(r * nb + b)];
+            const __m256i scales = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.sc));
+            sc[r] = _mm512_castsi512_ps(_mm512_cvtepi16_epi32(scales));
+            mn[r] = _mm512_castsi512_ps(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.mn))));
+            off[r] = _mm512_castsi512_ps(_mm512_castsi256_si512(_mm256_mullo_epi16(scales, _mm256_set1_epi16(int16_t(-offset)))));
             t.d[r] = src.d;
             t.dmin[r] = src.dmin;
+        }
+        transpose16x16(sc);
+        transpose16x16(mn);
+        transpose16x16(off);
+        for (int j = 0; j < 16; ++j) _mm512_storeu_ps(reinterpret_cast<float*>(t.sc[j]), sc[j]);
+        for (int k = 0; k < 8; ++k) {
+            _mm512_storeu_ps(reinterpret_cast<float*>(t.mn[k]), mn[k]);
+            _mm512_storeu_ps(reinterpret_cast<float*>(t.off[k]), off[k]);
         }
     }
 }
@@ -282,29 +326,6 @@ void halves_to_floats(const f16_t* src, int64_t n, float* x) {
         _mm512_storeu_ps(x + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
     }
     for (; i < n; ++i) x[i] = half_to_float(src[i]);
-}
-
-// v[r] = 16 values of row r  ->  v[c] = value c of the 16 rows.
-inline void transpose16x16(__m512 (&v)[16]) {
-    __m512 t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {  // t[i], t[i + 1]: rows i, i + 1 interleaved, values 4L+0,1 and 4L+2,3
-        t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-    }
-    for (int g = 0; g < 16; g += 4) {  // u[g + e], 128-bit lane L: rows g..g+3 of value 4L + e
-        u[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
-        u[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
-        u[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
-        u[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
-    }
-    for (int e = 0; e < 4; ++e) {  // value 4L + e: lane L of u[e], u[4 + e], u[8 + e], u[12 + e]
-        const __m512 low_a = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x44), low_b = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x44);
-        const __m512 high_a = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xEE), high_b = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xEE);
-        v[e] = _mm512_shuffle_f32x4(low_a, low_b, 0x88);
-        v[4 + e] = _mm512_shuffle_f32x4(low_a, low_b, 0xDD);
-        v[8 + e] = _mm512_shuffle_f32x4(high_a, high_b, 0x88);
-        v[12 + e] = _mm512_shuffle_f32x4(high_a, high_b, 0xDD);
-    }
 }
 
 // Values [begin, end) of `rows` f16 rows, row r's value i at tile[(i - begin) * kF16Rows + r]:
