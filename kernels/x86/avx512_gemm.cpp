@@ -388,6 +388,15 @@ std::vector<Pass> passes(size_t n, size_t per_pass) {
     return out;
 }
 
+// The tile of rows after this one, into L2 while this one is repacked and multiplied: the
+// repacking reads its 16 rows block by block, 16 interleaved streams that the hardware
+// prefetcher follows too late when the batch is short.
+void prefetch_next_tile(const void* w, size_t row_bytes, int64_t r0, int64_t n_rows) {
+    const auto* first = static_cast<const char*>(w) + size_t(r0) * row_bytes;
+    const size_t bytes = size_t(std::max<int64_t>(0, std::min<int64_t>(kRows, n_rows - r0))) * row_bytes;
+    for (size_t b = 0; b < bytes; b += 64) _mm_prefetch(first + b, _MM_HINT_T1);
+}
+
 template <TensorType kType>
 void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
             int64_t n_tok, float* out, int64_t ld_out) {
@@ -398,6 +407,7 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     prepare32<Y>(static_cast<const uint8_t*>(act), act_row_bytes, n_tok, n / kQK, a);
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
+        prefetch_next_tile(w, w_row_bytes, r0 + kRows, n_rows);
         repack32<kType>(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile);
         for (const Pass& pass : passes(tile.size(), 32)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
@@ -417,6 +427,7 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
     thread_local std::vector<IntBlock256> row;
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
+        prefetch_next_tile(w, w_row_bytes, r0 + kRows, n_rows);
         repack256(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK_K, tile, row);
         for (const Pass& pass : passes(tile.size(), 4)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
