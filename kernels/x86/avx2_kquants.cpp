@@ -15,7 +15,7 @@
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/x86/avx2_helpers.h"
-#include "kernels/x86/q3_k_scales.h"
+#include "kernels/x86/k_quant_scales.h"
 
 namespace qllm {
 namespace {
@@ -113,15 +113,6 @@ float q3_k_vec_dot(int64_t n, const void* vx, const void* vy) {
 }
 
 // ---- Q4_K / Q5_K ----
-
-// The 8 six-bit scales (bytes 0-7) and minimums (bytes 8-15) of a Q4_K/Q5_K super-block.
-inline __m128i k4_scales_mins(const uint8_t* packed) {
-    uint32_t w[3];
-    std::memcpy(w, packed, sizeof w);
-    const uint32_t six = 0x3f3f3f3f, lo = 0x0f0f0f0f, top = 0x03030303;
-    return _mm_set_epi32(int(((w[2] >> 4) & lo) | (((w[1] >> 6) & top) << 4)), int(w[1] & six),
-                         int((w[2] & lo) | (((w[0] >> 6) & top) << 4)), int(w[0] & six));
-}
 
 // sum over sub-blocks of min * (sum of its 32 activations): 4 int32 lanes of 2 sub-blocks each.
 inline __m128i k4_min_products(__m256i scales_mins16, const int16_t* bsums) {

@@ -23,6 +23,7 @@
 #include "kernels/cpu.h"
 #include "kernels/int_blocks.h"
 #include "kernels/x86/avx512_legacy.h"
+#include "kernels/x86/k_quant_scales.h"
 
 namespace qllm {
 namespace {
@@ -216,6 +217,60 @@ struct Tile256 {
     float d[kRows], dmin[kRows];
 };
 
+// Q4_K and Q6_K, the bulk of Q4_K_M and Q5_K_M files, unpacked with vector code into the same
+// IntBlock256 as unpack_blocks256; the other K-quants go through the portable unpacking.
+void unpack_q4_k(const BlockQ4_K& x, IntBlock256& out) {
+    // 64 bytes of qs hold two groups of 64 values: the low nibbles of each group's 32 bytes,
+    // then their high nibbles.
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
+    for (int h = 0; h < 2; ++h) {
+        const __m512i qs = _mm512_loadu_si512(x.qs + 64 * h);
+        const __m512i low = _mm512_and_si512(qs, low4), high = _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4);
+        _mm512_storeu_si512(out.q + 128 * h, _mm512_shuffle_i64x2(low, high, 0x44));
+        _mm512_storeu_si512(out.q + 128 * h + 64, _mm512_shuffle_i64x2(low, high, 0xEE));
+    }
+    // Each scale and minimum covers 32 values: two sub-blocks of 16.
+    const __m128i scales_mins = k4_scales_mins(x.scales);
+    const __m128i sc = _mm_cvtepu8_epi16(scales_mins), mn = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scales_mins, scales_mins));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.sc), _mm_unpacklo_epi16(sc, sc));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.sc + 8), _mm_unpackhi_epi16(sc, sc));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.mn), _mm_unpacklo_epi16(mn, mn));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out.mn + 8), _mm_unpackhi_epi16(mn, mn));
+    out.d = half_to_float(x.d);
+    out.dmin = half_to_float(x.dmin);
+}
+
+void unpack_q6_k(const BlockQ6_K& x, IntBlock256& out) {
+    // Per half of 128 values: ql's 64 bytes give the low 4 bits of values 0-63 (low nibbles)
+    // and 64-127 (high nibbles); bits 2g, 2g + 1 of qh[l] are the top 2 bits of value 32g + l.
+    const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03), bias = _mm512_set1_epi8(32);
+    for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+        const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        const __m512i first = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(_mm512_and_si512(qh2, low2), 4));
+        const __m512i second = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4),
+                                               _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh2, 4), low2), 4));
+        _mm512_storeu_si512(out.q + 128 * h, _mm512_sub_epi8(first, bias));
+        _mm512_storeu_si512(out.q + 128 * h + 64, _mm512_sub_epi8(second, bias));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.sc),
+                        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.mn), _mm256_setzero_si256());
+    out.d = half_to_float(x.d);
+    out.dmin = 0.0f;
+}
+
+void unpack_row256(TensorType type, const uint8_t* row, int64_t nb, IntBlock256* out) {
+    if (type == TensorType::Q4_K) {
+        for (int64_t b = 0; b < nb; ++b) unpack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], out[b]);
+    } else if (type == TensorType::Q6_K) {
+        for (int64_t b = 0; b < nb; ++b) unpack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], out[b]);
+    } else {
+        unpack_blocks256(type, row, nb, out);
+    }
+}
+
 // A tile of `rows` rows (missing rows add 0): each row unpacked to integers, then the values
 // transposed into the tile's order 16 rows by 16 dwords at a time, in registers.
 void repack256(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb,
@@ -223,7 +278,7 @@ void repack256(TensorType type, const uint8_t* w, size_t row_bytes, int64_t rows
     reset(tile, size_t(nb), rows);
     unpacked.resize(size_t(nb * kRows));
     const int offset = type == TensorType::Q6_K ? 32 : type == TensorType::Q3_K ? 4 : 0;  // lowest levels -32, -4
-    for (int64_t r = 0; r < rows; ++r) unpack_blocks256(type, w + size_t(r) * row_bytes, nb, &unpacked[size_t(r * nb)]);
+    for (int64_t r = 0; r < rows; ++r) unpack_row256(type, w + size_t(r) * row_bytes, nb, &unpacked[size_t(r * nb)]);
     const __m512i bias = _mm512_set1_epi8(char(offset));
     for (int64_t b = 0; b < nb; ++b) {
         Tile256& t = tile[size_t(b)];

@@ -15,6 +15,7 @@
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() operands that trip -Wuninitialized.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wignored-attributes"  // std::array of vectors
 
 #include <immintrin.h>
 
@@ -27,7 +28,7 @@
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/x86/avx512_legacy.h"
-#include "kernels/x86/q3_k_scales.h"
+#include "kernels/x86/k_quant_scales.h"
 #include "kernels/x86/row_stream.h"
 
 namespace qllm {
@@ -349,15 +350,6 @@ inline __m512i spread4(__m512i table, int first) {
 // vpdpwssd: chained through `sum`, its 5-cycle latency would bound the loop.)
 inline __m512i add_scaled(__m512i sum, __m512i lanes, __m512i scale) {
     return _mm512_add_epi32(sum, _mm512_madd_epi16(lanes, scale));
-}
-
-// The 8 six-bit scales (bytes 0-7) and minimums (bytes 8-15) of a Q4_K/Q5_K super-block.
-inline __m128i k4_scales_mins(const uint8_t* packed) {
-    uint32_t w[3];
-    std::memcpy(w, packed, sizeof w);
-    const uint32_t six = 0x3f3f3f3f, lo = 0x0f0f0f0f, top = 0x03030303;
-    return _mm_set_epi32(int(((w[2] >> 4) & lo) | (((w[1] >> 6) & top) << 4)), int(w[1] & six),
-                         int((w[2] & lo) | (((w[0] >> 6) & top) << 4)), int(w[0] & six));
 }
 
 // Minimums times the activation sums of their sub-blocks: 4 int32 lanes of 2 sub-blocks each.
