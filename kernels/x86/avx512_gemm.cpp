@@ -217,17 +217,28 @@ struct Tile256 {
     float d[kRows], dmin[kRows];
 };
 
-// Q4_K and Q6_K, the bulk of Q4_K_M and Q5_K_M files, unpacked with vector code into the same
-// IntBlock256 as unpack_blocks256; the other K-quants go through the portable unpacking.
-void unpack_q4_k(const BlockQ4_K& x, IntBlock256& out) {
+// Q4_K, Q5_K and Q6_K, the bulk of Q4_K_M and Q5_K_M files, unpacked with vector code into the
+// same IntBlock256 as unpack_blocks256; Q2_K and Q3_K go through the portable unpacking.
+template <typename Block>
+void unpack_k4(const Block& x, IntBlock256& out) {
     // 64 bytes of qs hold two groups of 64 values: the low nibbles of each group's 32 bytes,
-    // then their high nibbles.
+    // then their high nibbles. Q5_K's fifth bit of value 64g + l (+ 32) is bit 2g (2g + 1) of qh[l].
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     for (int h = 0; h < 2; ++h) {
         const __m512i qs = _mm512_loadu_si512(x.qs + 64 * h);
         const __m512i low = _mm512_and_si512(qs, low4), high = _mm512_and_si512(_mm512_srli_epi16(qs, 4), low4);
-        _mm512_storeu_si512(out.q + 128 * h, _mm512_shuffle_i64x2(low, high, 0x44));
-        _mm512_storeu_si512(out.q + 128 * h + 64, _mm512_shuffle_i64x2(low, high, 0xEE));
+        __m512i groups[2] = {_mm512_shuffle_i64x2(low, high, 0x44), _mm512_shuffle_i64x2(low, high, 0xEE)};
+        if constexpr (requires { x.qh; }) {
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh)));
+            for (int k = 0; k < 2; ++k) {
+                const int g = 2 * h + k;
+                const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * g)), _mm256_set1_epi16(short(2 * g + 1)), 1);
+                const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(1));
+                groups[k] = _mm512_or_si512(groups[k], _mm512_slli_epi16(bit, 4));
+            }
+        }
+        _mm512_storeu_si512(out.q + 128 * h, groups[0]);
+        _mm512_storeu_si512(out.q + 128 * h + 64, groups[1]);
     }
     // Each scale and minimum covers 32 values: two sub-blocks of 16.
     const __m128i scales_mins = k4_scales_mins(x.scales);
@@ -263,7 +274,9 @@ void unpack_q6_k(const BlockQ6_K& x, IntBlock256& out) {
 
 void unpack_row256(TensorType type, const uint8_t* row, int64_t nb, IntBlock256* out) {
     if (type == TensorType::Q4_K) {
-        for (int64_t b = 0; b < nb; ++b) unpack_q4_k(reinterpret_cast<const BlockQ4_K*>(row)[b], out[b]);
+        for (int64_t b = 0; b < nb; ++b) unpack_k4(reinterpret_cast<const BlockQ4_K*>(row)[b], out[b]);
+    } else if (type == TensorType::Q5_K) {
+        for (int64_t b = 0; b < nb; ++b) unpack_k4(reinterpret_cast<const BlockQ5_K*>(row)[b], out[b]);
     } else if (type == TensorType::Q6_K) {
         for (int64_t b = 0; b < nb; ++b) unpack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], out[b]);
     } else {
