@@ -217,8 +217,43 @@ struct Tile256 {
     float d[kRows], dmin[kRows];
 };
 
-// Q4_K, Q5_K and Q6_K, the bulk of Q4_K_M and Q5_K_M files, unpacked with vector code into the
-// same IntBlock256 as unpack_blocks256; Q2_K and Q3_K go through the portable unpacking.
+// K-quant rows unpacked with vector code into the same IntBlock256 as unpack_blocks256.
+
+// Q2_K and Q3_K: per half of 128 values, byte l of qs holds the low 2 bits of values l, l + 32,
+// l + 64, l + 96; Q3_K's value 32g + l is lowered by 4 where bit g of hmask[l] is clear.
+template <typename Block>
+void unpack_k2(const Block& x, IntBlock256& out) {
+    constexpr bool kHighBit = requires { x.hmask; };
+    for (int h = 0; h < 2; ++h) {
+        const __m512i qs = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * h)));
+        for (int p = 0; p < 2; ++p) {  // values 64p .. 64p + 63 of the half: chunks 2p, 2p + 1
+            const int k = 2 * p;
+            const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * k)), _mm256_set1_epi16(short(2 * k + 2)), 1);
+            __m512i q = _mm512_and_si512(_mm512_srlv_epi16(qs, shifts), _mm512_set1_epi8(3));
+            if constexpr (kHighBit) {
+                const __m512i hmask = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.hmask)));
+                const int g = 4 * h + k;
+                const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(char(1 << g)), _mm256_set1_epi8(char(1 << (g + 1))), 1);
+                q = _mm512_mask_sub_epi8(q, _mm512_testn_epi8_mask(hmask, bits), q, _mm512_set1_epi8(4));
+            }
+            _mm512_storeu_si512(out.q + 128 * h + 64 * p, q);
+        }
+    }
+    if constexpr (kHighBit) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.sc), _mm256_cvtepi8_epi16(q3_k_scales(x.scales)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.mn), _mm256_setzero_si256());
+        out.dmin = 0.0f;
+    } else {
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+        const __m128i low4 = _mm_set1_epi8(0x0F);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.sc), _mm256_cvtepu8_epi16(_mm_and_si128(packed, low4)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.mn), _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4)));
+        out.dmin = half_to_float(x.dmin);
+    }
+    out.d = half_to_float(x.d);
+}
+
+// Q4_K and Q5_K.
 template <typename Block>
 void unpack_k4(const Block& x, IntBlock256& out) {
     // 64 bytes of qs hold two groups of 64 values: the low nibbles of each group's 32 bytes,
@@ -272,15 +307,19 @@ void unpack_q6_k(const BlockQ6_K& x, IntBlock256& out) {
     out.dmin = 0.0f;
 }
 
+template <typename Block, void (*Unpack)(const Block&, IntBlock256&)>
+void unpack_blocks(const uint8_t* row, int64_t nb, IntBlock256* out) {
+    for (int64_t b = 0; b < nb; ++b) Unpack(reinterpret_cast<const Block*>(row)[b], out[b]);
+}
+
 void unpack_row256(TensorType type, const uint8_t* row, int64_t nb, IntBlock256* out) {
-    if (type == TensorType::Q4_K) {
-        for (int64_t b = 0; b < nb; ++b) unpack_k4(reinterpret_cast<const BlockQ4_K*>(row)[b], out[b]);
-    } else if (type == TensorType::Q5_K) {
-        for (int64_t b = 0; b < nb; ++b) unpack_k4(reinterpret_cast<const BlockQ5_K*>(row)[b], out[b]);
-    } else if (type == TensorType::Q6_K) {
-        for (int64_t b = 0; b < nb; ++b) unpack_q6_k(reinterpret_cast<const BlockQ6_K*>(row)[b], out[b]);
-    } else {
-        unpack_blocks256(type, row, nb, out);
+    switch (type) {
+        case TensorType::Q2_K: return unpack_blocks<BlockQ2_K, unpack_k2<BlockQ2_K>>(row, nb, out);
+        case TensorType::Q3_K: return unpack_blocks<BlockQ3_K, unpack_k2<BlockQ3_K>>(row, nb, out);
+        case TensorType::Q4_K: return unpack_blocks<BlockQ4_K, unpack_k4<BlockQ4_K>>(row, nb, out);
+        case TensorType::Q5_K: return unpack_blocks<BlockQ5_K, unpack_k4<BlockQ5_K>>(row, nb, out);
+        case TensorType::Q6_K: return unpack_blocks<BlockQ6_K, unpack_q6_k>(row, nb, out);
+        default: return unpack_blocks256(type, row, nb, out);
     }
 }
 
