@@ -1,5 +1,5 @@
-// AVX-512 batched matrix products for prompt processing: 16 weight rows at a time against all
-// tokens of a batch.
+// AVX-512 batched matrix products for prompt processing: tiles of 16 weight rows (32 for F16)
+// against all tokens of a batch.
 //
 // A dot product per (row, token) spends most of its time unpacking the row's bits and folding
 // lanes together at the end. Here a tile of 16 rows is unpacked once into int8, interleaved so
@@ -475,7 +475,7 @@ void tokens_f16(const float* tile, Pass pass, const float* x, float* out, int64_
     }
 }
 
-// ---- drivers: tiles of 16 rows, tokens in groups of kTokens ----
+// ---- drivers: tiles of rows, tokens in groups of kTokens ----
 
 // Runs fn<T>(t0, out_t0) over all tokens: groups of kTokens, then of 4, then one by one.
 template <int kTokens, typename Fn>

@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <memory>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -27,7 +27,7 @@ namespace {
 // tokens, 18 at 16, 40 at 32.
 // Row chunks are multiples of kGemmRows.
 constexpr int64_t kGemmMinTokens = 16;
-constexpr size_t kPrefetchBytes = 4096;  // see matmul
+constexpr size_t kPrefetchBytes = 4096;  // see rows_times_tokens
 constexpr int64_t kGemmRows = 16;
 constexpr int64_t kGemmMinChunk = 128;
 
@@ -96,16 +96,15 @@ struct ExpParts {
     for (int l = 0; l < 16; ++l) out[l] = vector_expf(x[l]);
 }
 
-// x86 builds run on CPUs without FMA; the functions that evaluate vector_expf in bulk get a
-// second, FMA-instruction copy chosen at load time (std::fma is otherwise a library call).
-// Attention gets AVX-512 and AVX2 copies of its vector loops. The products it contracts into
-// FMAs are exact (f16 values multiplied in float), so every copy gives the same results.
+// x86 builds run on CPUs without FMA or AVX. Attention and the functions that evaluate
+// vector_expf in bulk get AVX-512 and AVX2 (with FMA) copies of their vector loops, chosen at load
+// time (std::fma is otherwise a library call). The products attention contracts into FMAs are
+// exact (f16 values multiplied in float), and std::fma rounds once in every copy, so all copies
+// give the same results.
 #if defined(__x86_64__) && defined(__GNUC__)
-#define QLLM_FMA_CLONES [[gnu::target_clones("fma", "default")]]
-#define QLLM_ATTENTION_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
+#define QLLM_VECTOR_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
 #else
-#define QLLM_FMA_CLONES
-#define QLLM_ATTENTION_CLONES
+#define QLLM_VECTOR_CLONES
 #endif
 
 }  // namespace
@@ -135,8 +134,7 @@ void rms_norm(const float* x, const TensorView& weight, float* out, int64_t n_ro
 
 namespace {
 
-// A piece of one product's rows for one thread: a chunk of a GEMM, or a thread's share of rows
-// computed by the row kernel (or one dot product per row).
+// Rows of one product for one thread to compute: a chunk of a GEMM, or a block of a share.
 struct Piece {
     size_t product;
     int64_t begin, rows;
@@ -339,7 +337,7 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, const RopePa
     }
 }
 
-QLLM_ATTENTION_CLONES void softmax(float* x, int64_t n) {
+QLLM_VECTOR_CLONES void softmax(float* x, int64_t n) {
     // The maximum in 16 lanes, so that the loop vectorizes; NaNs are skipped as by std::max.
     float lanes_max[16];
     std::fill_n(lanes_max, 16, -INFINITY);
@@ -559,7 +557,7 @@ int64_t attention_scratch(const AttentionParams& p, int64_t n_pos) {
 }
 
 // The vector code is written once; each x86 copy compiles it for its own register width.
-QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p,
+QLLM_VECTOR_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p,
                                      float* out, float* scratch) {
     switch (p.head_dim) {
         case 64: return attention_heads<4>(q, kv, n_pos, p, out, scratch);
@@ -569,7 +567,7 @@ QLLM_ATTENTION_CLONES void attention(const float* q, const KvFloat& kv, int64_t 
 }
 
 namespace {
-QLLM_ATTENTION_CLONES void silu_mul_piece(float* gate, const float* up, int64_t n) {
+QLLM_VECTOR_CLONES void silu_mul_piece(float* gate, const float* up, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         float negated[16], e[16];
