@@ -101,7 +101,18 @@ struct ExpParts {
 // time (std::fma is otherwise a library call). The products attention contracts into FMAs are
 // exact (f16 values multiplied in float), and std::fma rounds once in every copy, so all copies
 // give the same results.
-#if defined(__x86_64__) && defined(__GNUC__)
+// Sanitizer builds keep one copy: a clone's resolver may run while the program is being loaded,
+// before the sanitizer's runtime is ready for the instrumented resolver.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define QLLM_SANITIZED
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define QLLM_SANITIZED
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(QLLM_SANITIZED)
 #define QLLM_VECTOR_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]
 #else
 #define QLLM_VECTOR_CLONES
