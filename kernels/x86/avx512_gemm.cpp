@@ -495,13 +495,15 @@ std::vector<Pass> passes(size_t n, size_t per_pass) {
     return out;
 }
 
-// The tile of rows after this one, into L2 while this one is repacked and multiplied: the
-// repacking reads its 16 rows block by block, 16 interleaved streams that the hardware
-// prefetcher follows too late when the batch is short.
-void prefetch_next_tile(const void* w, size_t row_bytes, int64_t r0, int64_t n_rows) {
-    const auto* first = static_cast<const char*>(w) + size_t(r0) * row_bytes;
-    const size_t bytes = size_t(std::max<int64_t>(0, std::min<int64_t>(kRows, n_rows - r0))) * row_bytes;
-    for (size_t b = 0; b < bytes; b += 64) _mm_prefetch(first + b, _MM_HINT_T1);
+// Bytes [begin, end) of rows [first, last) requested ahead (kLocality 3: into L1, 2: into L2): the
+// next tile of rows, read by the repacking block by block (or by F16 a pass at a time) as many
+// short interleaved runs that the hardware prefetcher follows too late. They arrive while the
+// current tile is repacked and meets every token.
+template <int kLocality>
+void prefetch_rows(const void* w, size_t row_bytes, int64_t first, int64_t last, size_t begin, size_t end) {
+    for (int64_t r = first; r < last; ++r) {
+        for (size_t b = begin; b < end; b += 64) __builtin_prefetch(static_cast<const char*>(w) + size_t(r) * row_bytes + b, 0, kLocality);
+    }
 }
 
 template <TensorType kType>
@@ -514,7 +516,7 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     prepare32<Y>(static_cast<const uint8_t*>(act), act_row_bytes, n_tok, n / kQK, a);
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
-        prefetch_next_tile(w, w_row_bytes, r0 + kRows, n_rows);
+        prefetch_rows<2>(w, w_row_bytes, r0 + kRows, std::min(r0 + 2 * kRows, n_rows), 0, w_row_bytes);
         repack32<kType>(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile);
         for (const Pass& pass : passes(tile.size(), 32)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
@@ -534,7 +536,7 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
     thread_local std::vector<IntBlock256> row;
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
-        prefetch_next_tile(w, w_row_bytes, r0 + kRows, n_rows);
+        prefetch_rows<2>(w, w_row_bytes, r0 + kRows, std::min(r0 + 2 * kRows, n_rows), 0, w_row_bytes);
         repack256(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK_K, tile, row);
         for (const Pass& pass : passes(tile.size(), 4)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
@@ -560,13 +562,8 @@ void gemm_f16(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, cons
             const auto* rows_at = static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes;
             const int64_t rows = std::min<int64_t>(kF16Rows, n_rows - r0);
             tile_f16(rows_at, w_row_bytes, rows, pass, tile.data());
-            // The next tile's part: 32 short runs of the rows, too short for the hardware
-            // prefetcher to pick up; they arrive while this tile meets every token.
-            for (int64_t r = kF16Rows; r < std::min<int64_t>(2 * kF16Rows, n_rows - r0); ++r) {
-                for (size_t b = pass.begin * sizeof(f16_t); b < pass.end * sizeof(f16_t); b += 64) {
-                    _mm_prefetch(reinterpret_cast<const char*>(rows_at + size_t(r) * w_row_bytes + b), _MM_HINT_T0);
-                }
-            }
+            prefetch_rows<3>(w, w_row_bytes, r0 + kF16Rows, std::min(r0 + 2 * kF16Rows, n_rows), pass.begin * sizeof(f16_t),
+                             pass.end * sizeof(f16_t));
             over_tokens<12>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
                 tokens_f16<T()>(tile.data(), pass, x.data() + t0 * kF16Pass, o, ld_out, rows);
             });
