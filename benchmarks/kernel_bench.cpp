@@ -35,10 +35,12 @@ struct Problem {
     size_t w_row, a_row;
 };
 
-// Random gaussian weights and activations, quantized with the reference kernels.
+// Random gaussian weights and activations, quantized with the reference kernels (an
+// interleaved layout: rows of the format it is built from, then repacked).
 Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t tokens) {
     const TypeTraits& ref = reference_table()[size_t(type)];
     const TypeTraits& act = reference_table()[size_t(ref.vec_dot_type)];
+    const TypeTraits& plain = ref.row_group > 1 ? reference_table()[size_t(ref.repacked_from)] : ref;
     Problem p{{}, {}, rows, cols, tokens, ref.row_size(cols), act.row_size(cols)};
     std::mt19937 rng(42);
     std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -46,7 +48,13 @@ Problem make_problem(TensorType type, int64_t rows, int64_t cols, int64_t tokens
     p.weights.resize(p.w_row * size_t(rows));
     for (int64_t r = 0; r < rows; ++r) {
         for (float& v : row) v = dist(rng);
-        ref.from_float(row.data(), p.weights.data() + size_t(r) * p.w_row, cols);
+        plain.from_float(row.data(), p.weights.data() + size_t(r) * p.w_row, cols);
+    }
+    if (ref.row_group > 1) {
+        const std::vector<uint8_t> rows_in = p.weights;
+        for (int64_t r = 0; r < rows; r += ref.row_group) {
+            ref.repack(rows_in.data() + size_t(r) * p.w_row, p.w_row, cols, p.weights.data() + size_t(r) * p.w_row);
+        }
     }
     p.activations.resize(p.a_row * size_t(tokens));
     for (int64_t t = 0; t < tokens; ++t) {
@@ -70,7 +78,7 @@ void multiply(const TypeTraits& k, const Problem& p, std::vector<float>& out) {
         }
         return;
     }
-    const int64_t step = k.vec_dot_rows ? (p.rows + omp_get_max_threads() - 1) / omp_get_max_threads() : 1;
+    const int64_t step = k.vec_dot_rows ? (p.rows + 16 * omp_get_max_threads() - 1) / (16 * omp_get_max_threads()) * 16 : 1;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < p.rows; r += step) {
         const uint8_t* w = p.weights.data() + size_t(r) * p.w_row;
@@ -182,7 +190,7 @@ void register_all() {
         benchmark::RegisterBenchmark("peak/avx512/f32_fma", peak<false>)->UseRealTime()->Unit(benchmark::kMillisecond);
     }
 #endif
-    const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0,
+    const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_0_R16,
                                   TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL,
                                   TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
                                   TensorType::Q6_K};
@@ -190,6 +198,7 @@ void register_all() {
     const Shape shapes[] = {{4096, 4096, 1}, {11008, 4096, 1}, {4096, 4096, 512}};
     for (Isa isa : supported_isas()) {
         for (TensorType type : formats) {
+            if (kernels_for(isa)[size_t(type)].row_group > 1 && !kernels_for(isa)[size_t(type)].gemm) continue;  // not used there
             for (const Shape& s : shapes) {
                 const std::string name = std::string(isa_name(isa)) + "/" + std::string(type_name(type)) + "/" +
                                          std::to_string(s.rows) + "x" + std::to_string(s.cols) + "x" +

@@ -20,6 +20,16 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18);
 
+// Q4_0_R16, an in-memory layout of 16 Q4_0 rows (never in files): block b of the 16 rows,
+// with dword g of row r (qs bytes 4g..4g+3: values 4g..4g+3 in the low nibbles, 16+4g..16+4g+3
+// in the high ones) at qs[g][r], so that one 64-byte load holds 4 + 4 values of each row. A group
+// of 16 rows takes as many bytes as the 16 rows did.
+struct BlockQ4_0x16 {
+    f16_t d[16];
+    uint8_t qs[4][16][4];
+};
+static_assert(sizeof(BlockQ4_0x16) == 16 * sizeof(BlockQ4_0));
+
 // Q4_1: x = d * q + m, q in 0..15; nibbles packed as in Q4_0.
 struct BlockQ4_1 {
     f16_t d;

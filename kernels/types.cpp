@@ -66,6 +66,8 @@ TraitsTable make_table() {
     row(T::TQ1_0) = {"tq1_0", 256, 54, true};
     row(T::TQ2_0) = {"tq2_0", 256, 66, true};
     row(T::MXFP4) = {"mxfp4", 32, 17, true};
+    row(T::Q4_0_R16) = {"q4_0_r16", 32, 18, true, nullptr, nullptr, nullptr, nullptr, T::Q8_0, ref::q4_0_r16_vec_dot_rows,
+                        nullptr, 16, T::Q4_0, ref::q4_0_r16_repack};
     return t;
 }
 
@@ -97,7 +99,7 @@ std::optional<TensorType> type_from_name(std::string_view name) {
     };
     const std::string wanted = lower(name);
     for (uint32_t id = 0; id < kTensorTypeCount; ++id) {
-        if (traits(id).known() && lower(traits(id).name) == wanted) return TensorType(id);
+        if (traits(id).known() && traits(id).row_group == 1 && lower(traits(id).name) == wanted) return TensorType(id);
     }
     return std::nullopt;
 }

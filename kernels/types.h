@@ -17,8 +17,9 @@ enum class TensorType : uint32_t {
     IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
     IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
     TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
+    Q4_0_R16 = 40,  // in memory only: Q4_0 rows interleaved in groups of 16 (kernels/blocks.h)
 };
-inline constexpr uint32_t kTensorTypeCount = 40;
+inline constexpr uint32_t kTensorTypeCount = 41;
 
 // Kernel signatures. `n` is the number of values (a multiple of block_size).
 using ToFloatFn = void (*)(const void* src, float* dst, int64_t n);
@@ -35,6 +36,8 @@ using VecDotRowsFn = void (*)(int64_t n, const void* x, size_t x_row_bytes, int6
 // summation order.
 using GemmFn = void (*)(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act,
                         size_t act_row_bytes, int64_t n_tok, float* out, int64_t ld_out);
+// row_group rows of n values (row_bytes apart) rewritten as one group of an interleaved layout.
+using RepackFn = void (*)(const void* rows, size_t row_bytes, int64_t n, void* group);
 
 struct TypeTraits {
     std::string_view name;      // ggml's lowercase name, e.g. "q4_K"
@@ -48,6 +51,12 @@ struct TypeTraits {
     TensorType vec_dot_type = TensorType::F32;  // the activation format vec_dot pairs with
     VecDotRowsFn vec_dot_rows = nullptr;  // optional: many rows, activation side prepared once (ISA tables only)
     GemmFn gemm = nullptr;              // optional: batches of tokens (the ISA tables only)
+    // Interleaved layouts, built in memory from another type's rows and never read from or
+    // written to files: rows come in groups of row_group, which take row_group * row_size bytes,
+    // and only the row kernels (vec_dot_rows, gemm) read them, from a group's first row on.
+    int64_t row_group = 1;
+    TensorType repacked_from = TensorType::F32;
+    RepackFn repack = nullptr;
 
     bool known() const { return type_size != 0; }
     // Bytes of a row of n values; n must be a multiple of block_size.

@@ -42,6 +42,10 @@ void q4_0_to_float(const void* src, float* dst, int64_t n);
 void q4_0_from_float(const float* src, void* dst, int64_t n);
 void q4_0_quantize(const float* src, void* dst, int64_t n, const float* importance);
 float q4_0_vec_dot(int64_t n, const void* x, const void* y);
+// Q4_0_R16 (kernels/ref/repacked.cpp): 16 Q4_0 rows interleaved, and its row kernel, whose
+// results are q4_0_vec_dot's of the rows it was built from, bit for bit.
+void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
+void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q4_1_to_float(const void* src, float* dst, int64_t n);
 void q4_1_from_float(const float* src, void* dst, int64_t n);
 void q4_1_quantize(const float* src, void* dst, int64_t n, const float* importance);

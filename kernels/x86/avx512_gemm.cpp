@@ -146,6 +146,29 @@ void repack32(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb, std:
     }
 }
 
+// The tile of a Q4_0_R16 group (16 full rows), whose bytes are already in the tile's order: the
+// low nibbles of dword g are values 4g..4g+3 of each row, the high ones 16+4g..16+4g+3.
+void tile_from_q4_0_r16(const uint8_t* w, int64_t nb, std::vector<Tile32>& tile) {
+    tile.resize(size_t(nb));
+    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8), ones = _mm512_set1_epi8(1);
+    for (int64_t b = 0; b < nb; ++b) {
+        const BlockQ4_0x16& x = reinterpret_cast<const BlockQ4_0x16*>(w)[b];
+        Tile32& t = tile[size_t(b)];
+        __m512i sum = _mm512_setzero_si512();
+        for (int g = 0; g < 4; ++g) {
+            const __m512i q = _mm512_loadu_si512(x.qs[g]);
+            const __m512i low = _mm512_sub_epi8(_mm512_and_si512(q, m4), eight);
+            const __m512i high = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), eight);
+            _mm512_storeu_si512(t.w[g], low);
+            _mm512_storeu_si512(t.w[4 + g], high);
+            sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, low), ones, high);
+        }
+        _mm512_storeu_si512(t.neg_bias, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
+        _mm512_storeu_ps(t.d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.d))));
+        _mm512_storeu_ps(t.m, _mm512_setzero_ps());
+    }
+}
+
 // A call's activations, prepared once for all its tiles: values biased to unsigned (y + 128,
 // an xor of the sign bit), so that each vpdpbusd takes its 4 bytes straight from memory as a
 // broadcast, and block scales (and Q8_1's sums) in float.
@@ -517,7 +540,9 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         prefetch_rows<2>(w, w_row_bytes, r0 + kRows, std::min(r0 + 2 * kRows, n_rows), 0, w_row_bytes);
-        repack32<kType>(static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK, tile);
+        const uint8_t* rows_at = static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes;
+        if constexpr (kType == TensorType::Q4_0_R16) tile_from_q4_0_r16(rows_at, n / kQK, tile);
+        else repack32<kType>(rows_at, w_row_bytes, rows, n / kQK, tile);
         for (const Pass& pass : passes(tile.size(), 32)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
                 tokens32<kMins, T()>(tile, pass, a, t0, o, ld_out, row_mask(rows));
@@ -578,6 +603,7 @@ void register_avx512_gemm(TraitsTable& t) {
     // small golden models its d * sum + m * s terms cancel so much that any other order moves
     // the logits measurably.
     t[size_t(TensorType::Q4_0)].gemm = gemm32<TensorType::Q4_0>;
+    t[size_t(TensorType::Q4_0_R16)].gemm = gemm32<TensorType::Q4_0_R16>;
     t[size_t(TensorType::Q4_1)].gemm = gemm32<TensorType::Q4_1>;
     t[size_t(TensorType::Q5_0)].gemm = gemm32<TensorType::Q5_0>;
     t[size_t(TensorType::Q8_0)].gemm = gemm32<TensorType::Q8_0>;

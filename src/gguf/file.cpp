@@ -191,7 +191,7 @@ void File::parse() {
         }
         const auto type_id = r.read<uint32_t>("tensor type");
         const TypeTraits& tt = traits(type_id);
-        if (!tt.known()) fail("{}: tensor '{}' has unknown type id {}", path_, t.name, type_id);
+        if (!tt.known() || tt.row_group != 1) fail("{}: tensor '{}' has unknown type id {}", path_, t.name, type_id);
         t.type = TensorType(type_id);
         t.offset = r.read<uint64_t>("tensor offset");
 

@@ -295,7 +295,8 @@ void matmul(std::span<const Product> products, const float* x, int64_t n_tokens,
     std::unique_ptr<Share[]> shares(new Share[size_t(n_shares)]);
     for (int64_t s = 0; s < n_shares; ++s) {
         const int64_t n_out = products[size_t(s / threads)].w->ne[1];
-        const int64_t per = ceil_div(n_out, threads), begin = std::min(n_out, s % threads * per);
+        // Whole groups of interleaved rows (kGemmRows holds any group).
+        const int64_t per = round_up(ceil_div(n_out, threads), kGemmRows), begin = std::min(n_out, s % threads * per);
         shares[size_t(s)].reset(begin, std::min(n_out, begin + per));
     }
 #pragma omp parallel

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 
+#include "model/repack.h"
 #include "qllm/error.h"
 
 namespace qllm {
@@ -223,6 +224,8 @@ std::string one_line(std::string_view text) {
 
 }  // namespace
 
+Model::~Model() = default;
+
 // A function-try-block: every load error leaves through one_line().
 std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) try {
     auto model = std::unique_ptr<Model>(new Model());
@@ -241,6 +244,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) try {
         }
     }
     model->weights_ = find_weights(f, model->hparams_, mode == Mode::Full);
+    if (mode == Mode::Full) model->repacked_ = repack_weights(model->weights_);
     return model;
 } catch (const Error& e) {
     throw Error(one_line(e.what()));

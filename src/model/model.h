@@ -97,6 +97,8 @@ struct Weights {
     std::vector<LayerWeights> layers;
 };
 
+class RepackedWeights;
+
 class Model {
 public:
     enum class Mode {
@@ -104,8 +106,10 @@ public:
         Inspect,    // hyperparameters and tensor shapes validated; kernels not required
         VocabOnly,  // only the tokenizer (vocabulary-only files have no tensors)
     };
-    // Opens, validates and maps the model. Tensor data pages are not touched.
+    // Opens, validates and maps the model. Tensor data pages are not touched, except in Full mode
+    // those of the weights this build repacks (model/repack.h).
     static std::unique_ptr<Model> load(const std::string& path, Mode mode = Mode::Full);
+    ~Model();
 
     const gguf::File& file() const { return *file_; }
     const Hparams& hparams() const { return hparams_; }
@@ -118,6 +122,7 @@ private:
     Hparams hparams_;
     Weights weights_;
     std::unique_ptr<Tokenizer> tokenizer_;
+    std::unique_ptr<RepackedWeights> repacked_;  // see model/repack.h
 };
 
 // llama.cpp's description of general.file_type ("Q4_K - Medium"), and a guess from tensor types.
