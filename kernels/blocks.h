@@ -107,6 +107,17 @@ struct BlockQ4_K {
 };
 static_assert(sizeof(BlockQ4_K) == 144);
 
+// Q4_K_R16, an in-memory layout of 16 Q4_K rows laid out as Q4_0_R16: per super-block the 16 rows'
+// d, then dmin, then dword k of each row's scales, then dword g of each row's qs (its low nibbles
+// are values 64(g/8) + 4(g%8) + 0..3, its high nibbles those plus 32).
+struct BlockQ4_Kx16 {
+    f16_t d[16];
+    f16_t dmin[16];
+    uint8_t scales[3][16][4];
+    uint8_t qs[32][16][4];
+};
+static_assert(sizeof(BlockQ4_Kx16) == 16 * sizeof(BlockQ4_K));
+
 // Q5_K: as Q4_K with q in 0..31; the 5th bit of value 64*g + l (+32) is bit 2*g (2*g+1) of qh[l].
 struct BlockQ5_K {
     f16_t d;

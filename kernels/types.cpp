@@ -68,6 +68,8 @@ TraitsTable make_table() {
     row(T::MXFP4) = {"mxfp4", 32, 17, true};
     row(T::Q4_0_R16) = {"q4_0_r16", 32, 18, true, nullptr, nullptr, nullptr, nullptr, T::Q8_0, ref::q4_0_r16_vec_dot_rows,
                         nullptr, 16, T::Q4_0, ref::q4_0_r16_repack};
+    row(T::Q4_K_R16) = {"q4_K_r16", 256, 144, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q4_k_r16_vec_dot_rows,
+                        nullptr, 16, T::Q4_K, ref::q4_k_r16_repack};
     return t;
 }
 

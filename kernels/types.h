@@ -17,9 +17,10 @@ enum class TensorType : uint32_t {
     IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
     IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
     TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
-    Q4_0_R16 = 40,  // in memory only: Q4_0 rows interleaved in groups of 16 (kernels/blocks.h)
+    // In memory only: rows interleaved in groups of 16 (kernels/blocks.h).
+    Q4_0_R16 = 40, Q4_K_R16 = 41,
 };
-inline constexpr uint32_t kTensorTypeCount = 41;
+inline constexpr uint32_t kTensorTypeCount = 42;
 
 // Kernel signatures. `n` is the number of values (a multiple of block_size).
 using ToFloatFn = void (*)(const void* src, float* dst, int64_t n);

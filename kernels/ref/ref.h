@@ -37,15 +37,20 @@ float bf16_vec_dot(int64_t n, const void* x, const void* y);
 // else the reference), X_vec_dot (weight row x activation row in the partner format).
 // Shared scale searches live in quant_search.h.
 
+// Interleaved layouts of 16 rows (kernels/ref/repacked.cpp): built from a file format's rows, with
+// row kernels whose results are that format's vec_dot of the rows, bit for bit; q4_k_r16_rows
+// gives a group's 16 rows back.
+void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
+void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
+void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
+void q4_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
+void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
+
 // Legacy 32-value blocks (kernels/ref/legacy.cpp). Partners: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1.
 void q4_0_to_float(const void* src, float* dst, int64_t n);
 void q4_0_from_float(const float* src, void* dst, int64_t n);
 void q4_0_quantize(const float* src, void* dst, int64_t n, const float* importance);
 float q4_0_vec_dot(int64_t n, const void* x, const void* y);
-// Q4_0_R16 (kernels/ref/repacked.cpp): 16 Q4_0 rows interleaved, and its row kernel, whose
-// results are q4_0_vec_dot's of the rows it was built from, bit for bit.
-void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
-void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q4_1_to_float(const void* src, float* dst, int64_t n);
 void q4_1_from_float(const float* src, void* dst, int64_t n);
 void q4_1_quantize(const float* src, void* dst, int64_t n, const float* importance);

@@ -1,46 +1,92 @@
 // Interleaved in-memory layouts (kernels/blocks.h): how they are built from the rows of a file
 // format, and their reference row kernels, which take each row back out and use that format's
 // dot product.
+//
+// Each layout interleaves the blocks of 16 rows field by field: the block's leading f16 scales
+// as 16-bit units (scale f of row r at byte 32f + 2r), then the rest of the block as dwords
+// (dword k of row r at byte 16 * (head bytes) + 64k + 4r).
 #include <cstring>
 #include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/ref/ref.h"
+#include "kernels/types.h"
 
 namespace qllm::ref {
 namespace {
 
 constexpr int kGroupRows = 16;
 
-// Row r of a Q4_0_R16 group, as the Q4_0 blocks it was built from.
-void q4_0_r16_row(const BlockQ4_0x16* group, int64_t nb, int r, BlockQ4_0* row) {
-    for (int64_t b = 0; b < nb; ++b) {
-        row[b].d = group[b].d[r];
-        for (int g = 0; g < 4; ++g) std::memcpy(row[b].qs + 4 * g, group[b].qs[g][r], 4);
+// The layout of a format's blocks: its leading f16 scales, then dwords.
+struct Interleave {
+    size_t block_bytes, head_bytes;
+};
+
+constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2};
+constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4};
+
+// Calls copy(offset in a row's block, offset in the interleaved block, bytes) for each unit of
+// row r's block.
+template <const Interleave& L, typename Copy>
+void for_each_unit(int r, Copy copy) {
+    for (size_t i = 0; i < L.head_bytes; i += 2) copy(i, i * kGroupRows + 2 * size_t(r), size_t(2));
+    for (size_t i = L.head_bytes; i < L.block_bytes; i += 4) {
+        copy(i, L.head_bytes * kGroupRows + (i - L.head_bytes) * kGroupRows + 4 * size_t(r), size_t(4));
+    }
+}
+
+template <const Interleave& L>
+void repack16(const void* rows, size_t row_bytes, int64_t n_blocks, void* out) {
+    for (int r = 0; r < kGroupRows; ++r) {
+        const auto* row = static_cast<const uint8_t*>(rows) + size_t(r) * row_bytes;
+        for (int64_t b = 0; b < n_blocks; ++b) {
+            auto* block = static_cast<uint8_t*>(out) + size_t(b) * kGroupRows * L.block_bytes;
+            for_each_unit<L>(r, [&](size_t from, size_t to, size_t bytes) {
+                std::memcpy(block + to, row + size_t(b) * L.block_bytes + from, bytes);
+            });
+        }
+    }
+}
+
+// Row r of a group back in its file format.
+template <const Interleave& L>
+void row_of_group(const uint8_t* group, int64_t n_blocks, int r, uint8_t* row) {
+    for (int64_t b = 0; b < n_blocks; ++b) {
+        const uint8_t* block = group + size_t(b) * kGroupRows * L.block_bytes;
+        for_each_unit<L>(r, [&](size_t to, size_t from, size_t bytes) {
+            std::memcpy(row + size_t(b) * L.block_bytes + to, block + from, bytes);
+        });
+    }
+}
+
+template <const Interleave& L, VecDotFn kDot>
+void vec_dot_rows16(int64_t n_blocks, int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y,
+                    float* out) {
+    std::vector<uint8_t> row(x_row_bytes);
+    for (int64_t r = 0; r < n_rows; ++r) {
+        const auto* group = static_cast<const uint8_t*>(x) + size_t(r / kGroupRows * kGroupRows) * x_row_bytes;
+        row_of_group<L>(group, n_blocks, int(r % kGroupRows), row.data());
+        out[r] = kDot(n, row.data(), y);
     }
 }
 
 }  // namespace
 
-void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* out) {
-    auto* group = static_cast<BlockQ4_0x16*>(out);
-    for (int r = 0; r < kGroupRows; ++r) {
-        const auto* row = reinterpret_cast<const BlockQ4_0*>(static_cast<const uint8_t*>(rows) + size_t(r) * row_bytes);
-        for (int64_t b = 0; b < n / kQK; ++b) {
-            group[b].d[r] = row[b].d;
-            for (int g = 0; g < 4; ++g) std::memcpy(group[b].qs[g][r], row[b].qs + 4 * g, 4);
-        }
-    }
+void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ4_0>(rows, row_bytes, n / kQK, group);
 }
-
 void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
-    const int64_t nb = n / kQK;
-    std::vector<BlockQ4_0> row(static_cast<size_t>(nb));
-    for (int64_t r = 0; r < n_rows; ++r) {
-        const auto* group = reinterpret_cast<const BlockQ4_0x16*>(static_cast<const uint8_t*>(x) +
-                                                                  size_t(r / kGroupRows * kGroupRows) * x_row_bytes);
-        q4_0_r16_row(group, nb, int(r % kGroupRows), row.data());
-        out[r] = q4_0_vec_dot(n, row.data(), y);
+    vec_dot_rows16<kQ4_0, q4_0_vec_dot>(n / kQK, n, x, x_row_bytes, n_rows, y, out);
+}
+void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ4_K>(rows, row_bytes, n / kQK_K, group);
+}
+void q4_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
+    vec_dot_rows16<kQ4_K, q4_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
+}
+void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
+    for (int r = 0; r < 16; ++r) {
+        row_of_group<kQ4_K>(static_cast<const uint8_t*>(group), n / kQK_K, r, static_cast<uint8_t*>(rows) + size_t(r) * row_bytes);
     }
 }
 

@@ -22,6 +22,7 @@
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/int_blocks.h"
+#include "kernels/ref/ref.h"
 #include "kernels/x86/avx512_legacy.h"
 #include "kernels/x86/k_quant_scales.h"
 
@@ -551,7 +552,9 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     }
 }
 
-template <TensorType kType>
+// kType's rows; or, with kRowsOfGroup, groups of 16 of them in an interleaved layout, each put
+// back into rows first (a copy per tile, small beside the tile's products).
+template <TensorType kType, void (*kRowsOfGroup)(const void*, int64_t, void*, size_t) = nullptr>
 void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
              int64_t n_tok, float* out, int64_t ld_out) {
     constexpr bool kMins = kType == TensorType::Q2_K || kType == TensorType::Q4_K || kType == TensorType::Q5_K;
@@ -559,10 +562,17 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
     constexpr int kSub = kType == TensorType::Q4_K || kType == TensorType::Q5_K ? 32 : 16;
     thread_local std::vector<Tile256> tile;
     thread_local std::vector<IntBlock256> row;
+    thread_local std::vector<uint8_t> ungrouped;
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         prefetch_rows<2>(w, w_row_bytes, r0 + kRows, std::min(r0 + 2 * kRows, n_rows), 0, w_row_bytes);
-        repack256(kType, static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes, w_row_bytes, rows, n / kQK_K, tile, row);
+        const uint8_t* rows_at = static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes;
+        if constexpr (kRowsOfGroup != nullptr) {
+            ungrouped.resize(kRows * w_row_bytes);
+            kRowsOfGroup(rows_at, n, ungrouped.data(), w_row_bytes);
+            rows_at = ungrouped.data();
+        }
+        repack256(kType, rows_at, w_row_bytes, rows, n / kQK_K, tile, row);
         for (const Pass& pass : passes(tile.size(), 4)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
                 tokens256<T(), kSub, kMins, kOffset>(tile, pass, static_cast<const uint8_t*>(act) + size_t(t0) * act_row_bytes,
@@ -611,6 +621,7 @@ void register_avx512_gemm(TraitsTable& t) {
     t[size_t(TensorType::Q2_K)].gemm = gemm256<TensorType::Q2_K>;
     t[size_t(TensorType::Q3_K)].gemm = gemm256<TensorType::Q3_K>;
     t[size_t(TensorType::Q4_K)].gemm = gemm256<TensorType::Q4_K>;
+    t[size_t(TensorType::Q4_K_R16)].gemm = gemm256<TensorType::Q4_K, ref::q4_k_r16_rows>;
     t[size_t(TensorType::Q5_K)].gemm = gemm256<TensorType::Q5_K>;
     t[size_t(TensorType::Q6_K)].gemm = gemm256<TensorType::Q6_K>;
     t[size_t(TensorType::F16)].gemm = gemm_f16;

@@ -396,6 +396,95 @@ void q4_0_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
     }
 }
 
+// ---- Q4_K_R16: 16 Q4_K rows interleaved like Q4_0_R16 ----
+//
+// Per super-block and group: 32 loads, 64 masks, 64 vpdpbusd into one int32 sum per sub-block
+// and row, then the sub-block scales (one byte shuffle each: 6-bit values stored a byte apart)
+// by vpmulld, and the minimums by vpdpwssd against pairs of sub-block activation sums. The high
+// nibbles are used in place (16 times their value), and their total divided by 16 at the end.
+
+// A Q8_K block's side of the products: its scale and, per pair of sub-blocks (2k, 2k + 1), their
+// activation sums as int16 halves of a dword.
+struct Q8KSums {
+    float d;
+    int32_t pairs[4];
+};
+
+inline Q8KSums q8_k_sums(const BlockQ8_K& y) {
+    Q8KSums s{y.d, {}};
+    for (int k = 0; k < 4; ++k) {
+        const int a = y.bsums[4 * k] + y.bsums[4 * k + 1], b = y.bsums[4 * k + 2] + y.bsums[4 * k + 3];
+        s.pairs[k] = int32_t(uint32_t(uint16_t(a)) | uint32_t(uint16_t(b)) << 16);
+    }
+    return s;
+}
+
+// Byte kFirst of each dword in its low byte (kPair: and byte kFirst + 1 in its third, as int16 pairs).
+template <int kFirst, bool kPair>
+inline __m512i dword_bytes(__m512i v) {
+    alignas(64) static constexpr auto index = [] {
+        std::array<int8_t, 64> a{};
+        for (int i = 0; i < 64; ++i) {
+            const int lane = i / 4 * 4, k = i % 4;
+            a[size_t(i)] = k == 0 ? int8_t(lane + kFirst) : kPair && k == 2 ? int8_t(lane + kFirst + 1) : int8_t(-1);
+        }
+        return a;
+    }();
+    return _mm512_shuffle_epi8(v, _mm512_load_si512(index.data()));
+}
+
+void q4_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    const int64_t nb = n / kQK_K;
+    thread_local std::vector<Q8KSums> sums;
+    sums.resize(size_t(nb));
+    for (int64_t i = 0; i < nb; ++i) sums[size_t(i)] = q8_k_sums(ys[i]);
+    const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(char(0xF0));
+    const __m512i six = _mm512_set1_epi8(0x3F), top2 = _mm512_set1_epi8(0x30);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
+        const auto* xs = reinterpret_cast<const BlockQ4_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; ++i) {
+            const BlockQ4_Kx16& x = xs[i];
+            const BlockQ8_K& y = ys[i];
+            prefetch_ahead(&x, sizeof x);
+            // Bytes j of sc03/mn03 are scale/minimum j of each row, of sc47/mn47 j + 4 (see k4_scales_mins).
+            const __m512i w0 = load64(x.scales[0]), w1 = load64(x.scales[1]), w2 = load64(x.scales[2]);
+            const __m512i sc03 = _mm512_and_si512(w0, six), mn03 = _mm512_and_si512(w1, six);
+            const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(w2, low4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), top2));
+            const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), low4),
+                                                 _mm512_and_si512(_mm512_srli_epi32(w1, 2), top2));
+            const __m512i scales[8] = {dword_bytes<0, false>(sc03), dword_bytes<1, false>(sc03), dword_bytes<2, false>(sc03),
+                                       dword_bytes<3, false>(sc03), dword_bytes<0, false>(sc47), dword_bytes<1, false>(sc47),
+                                       dword_bytes<2, false>(sc47), dword_bytes<3, false>(sc47)};
+            __m512i low_sum = _mm512_setzero_si512(), high_sum = _mm512_setzero_si512();  // high: 16 times
+            for (int c = 0; c < 4; ++c) {  // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
+                __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+                for (int k = 0; k < 8; ++k) {
+                    const __m512i q = load64(x.qs[8 * c + k]);
+                    low = _mm512_dpbusd_epi32(low, _mm512_and_si512(q, low4), _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 4 * k))));
+                    high = _mm512_dpbusd_epi32(high, _mm512_and_si512(q, high4),
+                                               _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 32 + 4 * k))));
+                }
+                low_sum = _mm512_add_epi32(low_sum, _mm512_mullo_epi32(low, scales[2 * c]));
+                high_sum = _mm512_add_epi32(high_sum, _mm512_mullo_epi32(high, scales[2 * c + 1]));
+            }
+            const __m512i sumi = _mm512_add_epi32(low_sum, _mm512_srai_epi32(high_sum, 4));
+            const Q8KSums& ysum = sums[size_t(i)];
+            __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), dword_bytes<0, true>(mn03), _mm512_set1_epi32(ysum.pairs[0]));
+            mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn03), _mm512_set1_epi32(ysum.pairs[1]));
+            mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn47), _mm512_set1_epi32(ysum.pairs[2]));
+            mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn47), _mm512_set1_epi32(ysum.pairs[3]));
+            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(ysum.d));
+            const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-ysum.d));
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+            acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), acc);
+        }
+        const __mmask16 rows = n_rows - r0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n_rows - r0)) - 1u);
+        _mm512_mask_storeu_ps(out + r0, rows, acc);
+    }
+}
+
 // ---- K-quants: the AVX2 kernels' integer lanes (Q6_K 64 values per instruction, Q4_K/Q5_K 32) ----
 
 inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
@@ -605,6 +694,7 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::Q8_0).vec_dot_rows = legacy_vec_dot_rows<Q8_0Format>;
     row(TensorType::IQ4_NL).vec_dot_rows = legacy_vec_dot_rows<IQ4_NLFormat>;
     row(TensorType::Q4_0_R16).vec_dot_rows = q4_0_r16_vec_dot_rows;
+    row(TensorType::Q4_K_R16).vec_dot_rows = q4_k_r16_vec_dot_rows;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
     row(TensorType::Q6_K).vec_dot = q6_k_vec_dot<>;
