@@ -190,7 +190,7 @@ void register_all() {
         benchmark::RegisterBenchmark("peak/avx512/f32_fma", peak<false>)->UseRealTime()->Unit(benchmark::kMillisecond);
     }
 #endif
-    const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_0_R16,
+    const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q8_0_R16, TensorType::Q4_0, TensorType::Q4_0_R16,
                                   TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL,
                                   TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q4_K_R16, TensorType::Q5_K,
                                   TensorType::Q6_K};

@@ -63,6 +63,14 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34);
 
+// Q8_0_R16, an in-memory layout of 16 Q8_0 rows laid out as Q4_0_R16: dword g of each row's qs
+// (values 4g..4g+3) at qs[g].
+struct BlockQ8_0x16 {
+    f16_t d[16];
+    int8_t qs[8][16][4];
+};
+static_assert(sizeof(BlockQ8_0x16) == 16 * sizeof(BlockQ8_0));
+
 // Q8_1: as Q8_0 plus s = d * sum(q), so that dot products with Q4_1/Q5_1 can apply the
 // weight's offset m without touching the values.
 struct BlockQ8_1 {

@@ -1,4 +1,4 @@
-// Interleaved weight layouts (Q4_0_R16, Q4_K_R16) against the plain rows they are built from:
+// Interleaved weight layouts (Q4_0_R16, Q8_0_R16, Q4_K_R16) against the plain rows they are built from:
 // the reference row kernel bit for bit, each ISA's row kernel within float rounding, each ISA's GEMM bit for
 // bit with the plain format's GEMM (both build the same tiles); and loading a model repacks.
 #include <cmath>
@@ -58,13 +58,16 @@ Bytes activations(T type, int64_t tokens, int64_t n, uint32_t seed) {
     return out;
 }
 
-// Each layout, the format it is built from, and a row length: 3 groups of rows with an odd
-// block count (the kernels may take blocks in pairs).
+// Each layout, the format it is built from, a row length (3 groups of rows with an odd
+// block count: the kernels may take blocks in pairs), and a golden model file holding the format.
 struct Case {
     T plain, layout;
     int64_t n;
+    const char* golden;
 };
-const Case kCases[] = {{T::Q4_0, T::Q4_0_R16, 2048 + 96}, {T::Q4_K, T::Q4_K_R16, 2048 + 256}};
+const Case kCases[] = {{T::Q4_0, T::Q4_0_R16, 2048 + 96, "Q4_0"},
+                       {T::Q8_0, T::Q8_0_R16, 2048 + 96, "Q8_0"},
+                       {T::Q4_K, T::Q4_K_R16, 2048 + 256, "Q4_K_M"}};
 constexpr int64_t kRowsTested = 48;
 
 TEST(Repack, ReferenceRowKernelEqualsPlainDotProducts) {
@@ -137,7 +140,7 @@ TEST(Repack, LayoutsAreNotFileTypes) {
 TEST(Repack, ModelLoadRepacksWeights) {
     for (const Case& c : kCases) {
         if (!traits(c.layout).gemm) continue;
-        const auto path = test::shared_dir() / "golden/synth-a-f16" / (c.plain == T::Q4_0 ? "Q4_0.gguf" : "Q4_K_M.gguf");
+        const auto path = test::shared_dir() / "golden/synth-a-f16" / (std::string(c.golden) + ".gguf");
         if (!std::filesystem::exists(path)) {
             if (test::golden_required()) FAIL() << path << " is missing";
             GTEST_SKIP() << path << " is missing";

@@ -42,6 +42,8 @@ float bf16_vec_dot(int64_t n, const void* x, const void* y);
 // gives a group's 16 rows back.
 void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
+void q8_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
+void q8_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q4_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);

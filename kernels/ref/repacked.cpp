@@ -24,6 +24,7 @@ struct Interleave {
 
 constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2};
 constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4};
+constexpr Interleave kQ8_0{sizeof(BlockQ8_0), 2};
 
 // Calls copy(offset in a row's block, offset in the interleaved block, bytes) for each unit of
 // row r's block.
@@ -77,6 +78,12 @@ void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 }
 void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
     vec_dot_rows16<kQ4_0, q4_0_vec_dot>(n / kQK, n, x, x_row_bytes, n_rows, y, out);
+}
+void q8_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ8_0>(rows, row_bytes, n / kQK, group);
+}
+void q8_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
+    vec_dot_rows16<kQ8_0, q8_0_vec_dot>(n / kQK, n, x, x_row_bytes, n_rows, y, out);
 }
 void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
     repack16<kQ4_K>(rows, row_bytes, n / kQK_K, group);

@@ -147,22 +147,28 @@ void repack32(const uint8_t* w, size_t row_bytes, int64_t rows, int64_t nb, std:
     }
 }
 
-// The tile of a Q4_0_R16 group (16 full rows), whose bytes are already in the tile's order: the
-// low nibbles of dword g are values 4g..4g+3 of each row, the high ones 16+4g..16+4g+3.
-void tile_from_q4_0_r16(const uint8_t* w, int64_t nb, std::vector<Tile32>& tile) {
+// Values 4g..4g+3 of each row of a group's block, as signed bytes (Tile32::w[g]).
+inline __m512i group_values(const BlockQ4_0x16& x, int g) {
+    // The low nibbles of dword g are values 4g..4g+3, the high ones 16+4g..16+4g+3.
+    const __m512i q = _mm512_loadu_si512(x.qs[g % 4]);
+    const __m512i levels = g < 4 ? q : _mm512_srli_epi16(q, 4);
+    return _mm512_sub_epi8(_mm512_and_si512(levels, _mm512_set1_epi8(0x0F)), _mm512_set1_epi8(8));
+}
+inline __m512i group_values(const BlockQ8_0x16& x, int g) { return _mm512_loadu_si512(x.qs[g]); }
+
+// The tile of a group of 16 full rows in an interleaved layout, whose bytes are already in the
+// tile's order.
+template <typename Group>
+void tile_from_group(const uint8_t* w, int64_t nb, std::vector<Tile32>& tile) {
     tile.resize(size_t(nb));
-    const __m512i m4 = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(8), ones = _mm512_set1_epi8(1);
     for (int64_t b = 0; b < nb; ++b) {
-        const BlockQ4_0x16& x = reinterpret_cast<const BlockQ4_0x16*>(w)[b];
+        const Group& x = reinterpret_cast<const Group*>(w)[b];
         Tile32& t = tile[size_t(b)];
         __m512i sum = _mm512_setzero_si512();
-        for (int g = 0; g < 4; ++g) {
-            const __m512i q = _mm512_loadu_si512(x.qs[g]);
-            const __m512i low = _mm512_sub_epi8(_mm512_and_si512(q, m4), eight);
-            const __m512i high = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), eight);
-            _mm512_storeu_si512(t.w[g], low);
-            _mm512_storeu_si512(t.w[4 + g], high);
-            sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum, ones, low), ones, high);
+        for (int g = 0; g < 8; ++g) {
+            const __m512i v = group_values(x, g);
+            _mm512_storeu_si512(t.w[g], v);
+            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), v);
         }
         _mm512_storeu_si512(t.neg_bias, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-128)));
         _mm512_storeu_ps(t.d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.d))));
@@ -542,7 +548,8 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         prefetch_rows<2>(w, w_row_bytes, r0 + kRows, std::min(r0 + 2 * kRows, n_rows), 0, w_row_bytes);
         const uint8_t* rows_at = static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes;
-        if constexpr (kType == TensorType::Q4_0_R16) tile_from_q4_0_r16(rows_at, n / kQK, tile);
+        if constexpr (kType == TensorType::Q4_0_R16) tile_from_group<BlockQ4_0x16>(rows_at, n / kQK, tile);
+        else if constexpr (kType == TensorType::Q8_0_R16) tile_from_group<BlockQ8_0x16>(rows_at, n / kQK, tile);
         else repack32<kType>(rows_at, w_row_bytes, rows, n / kQK, tile);
         for (const Pass& pass : passes(tile.size(), 32)) {
             over_tokens<8>(n_tok, out + r0, ld_out, [&](auto T, int64_t t0, float* o) {
@@ -617,6 +624,7 @@ void register_avx512_gemm(TraitsTable& t) {
     t[size_t(TensorType::Q4_1)].gemm = gemm32<TensorType::Q4_1>;
     t[size_t(TensorType::Q5_0)].gemm = gemm32<TensorType::Q5_0>;
     t[size_t(TensorType::Q8_0)].gemm = gemm32<TensorType::Q8_0>;
+    t[size_t(TensorType::Q8_0_R16)].gemm = gemm32<TensorType::Q8_0_R16>;
     t[size_t(TensorType::IQ4_NL)].gemm = gemm32<TensorType::IQ4_NL>;
     t[size_t(TensorType::Q2_K)].gemm = gemm256<TensorType::Q2_K>;
     t[size_t(TensorType::Q3_K)].gemm = gemm256<TensorType::Q3_K>;

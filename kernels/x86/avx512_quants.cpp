@@ -329,42 +329,54 @@ void legacy_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
     }
 }
 
-// ---- Q4_0_R16: 16 rows interleaved (kernels/blocks.h), one float lane per row ----
+// ---- Q4_0_R16 and Q8_0_R16: 16 rows interleaved (kernels/blocks.h), one float lane per row ----
 //
-// A 64-byte load holds dword g of each of the 16 rows: its low nibbles are values 4g..4g+3 and its
-// high nibbles 16+4g..16+4g+3, so vpdpbusd with those 4 activation bytes broadcast adds 4
-// products into every row's lane. Per 512 weights that is 4 loads, 12 logic ops and 8 vpdpbusd,
-// with no gathering of bytes and no horizontal sums (the plain Q4_0 rows take about twice the
-// instructions). Each lane sums a whole block in int32, exactly, and then adds d_x * d_y times it
-// with one rounding, in block order.
+// A 64-byte load holds dword g of each of the 16 rows, so vpdpbusd with the matching 4
+// activation bytes broadcast adds 4 products into every row's lane: for Q4_0, its low nibbles
+// are values 4g..4g+3 and its high nibbles 16+4g..16+4g+3. Per 512 Q4_0 weights that is 4 loads,
+// 12 logic ops and 8 vpdpbusd, with no gathering of bytes and no horizontal sums (the plain rows
+// take about twice the instructions). Each lane sums a whole block in int32, exactly, and then
+// adds d_x * d_y times it with one rounding, in block order.
 
-// Per activation block: -8 * (sum of its values), as the nibbles are stored as value + 8.
-inline int32_t q8_0_bias8(const BlockQ8_0& y) {
+// Per activation block: the sum of its values.
+inline int32_t q8_0_sum(const BlockQ8_0& y) {
     const __m256i u = _mm256_xor_si256(load32(y.qs), _mm256_set1_epi8(char(0x80)));  // value + 128
     const __m256i sums = _mm256_sad_epu8(u, _mm256_setzero_si256());
     const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
-    const int32_t total = int32_t(_mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1)) - 128 * kQK;
-    return -8 * total;
+    return int32_t(_mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1)) - 128 * kQK;
 }
 
-// Block b of a group: the int32 dot of each row's levels with y, in lanes 0-15.
-inline __m512i q4_0_r16_block(const BlockQ4_0x16& x, const BlockQ8_0& y, int32_t bias) {
+inline __m512i y_dword(const BlockQ8_0& y, int g) { return _mm512_set1_epi32(int(load_u32(y.qs + 4 * g))); }
+
+// Block b of a group: the int32 dot of each row's values with y, in lanes 0-15. The stored levels
+// are value + kBias, unsigned: `bias` is -kBias * (sum of y).
+inline __m512i r16_block(const BlockQ4_0x16& x, const BlockQ8_0& y, int32_t bias) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     __m512i low = _mm512_set1_epi32(bias), high = _mm512_setzero_si512();
     for (int g = 0; g < 4; ++g) {
         const __m512i q = load64(x.qs[g]);
-        low = _mm512_dpbusd_epi32(low, _mm512_and_si512(q, m4), _mm512_set1_epi32(int(load_u32(y.qs + 4 * g))));
-        high = _mm512_dpbusd_epi32(high, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4),
-                                   _mm512_set1_epi32(int(load_u32(y.qs + 16 + 4 * g))));
+        low = _mm512_dpbusd_epi32(low, _mm512_and_si512(q, m4), y_dword(y, g));
+        high = _mm512_dpbusd_epi32(high, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), y_dword(y, 4 + g));
     }
     return _mm512_add_epi32(low, high);
 }
+inline __m512i r16_block(const BlockQ8_0x16& x, const BlockQ8_0& y, int32_t bias) {
+    const __m512i sign = _mm512_set1_epi8(char(0x80));  // value + 128
+    __m512i even = _mm512_set1_epi32(bias), odd = _mm512_setzero_si512();
+    for (int g = 0; g < 8; g += 2) {
+        even = _mm512_dpbusd_epi32(even, _mm512_xor_si512(load64(x.qs[g]), sign), y_dword(y, g));
+        odd = _mm512_dpbusd_epi32(odd, _mm512_xor_si512(load64(x.qs[g + 1]), sign), y_dword(y, g + 1));
+    }
+    return _mm512_add_epi32(even, odd);
+}
 
-inline __m512 q4_0_r16_scales(const BlockQ4_0x16& x, float dy) {
+template <typename Group>
+inline __m512 r16_scales(const Group& x, float dy) {
     return _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(dy));
 }
 
-void q4_0_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+template <typename Group, int kBias>
+void r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
     const auto* y = static_cast<const BlockQ8_0*>(vy);
     const int64_t nb = n / kQK;
     thread_local std::vector<int32_t> bias;
@@ -372,24 +384,24 @@ void q4_0_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
     bias.resize(size_t(nb));
     dy.resize(size_t(nb));
     for (int64_t b = 0; b < nb; ++b) {
-        bias[size_t(b)] = q8_0_bias8(y[b]);
+        bias[size_t(b)] = -kBias * q8_0_sum(y[b]);
         dy[size_t(b)] = _cvtsh_ss(y[b].d);
     }
     for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const auto* x = reinterpret_cast<const BlockQ4_0x16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        const auto* x = reinterpret_cast<const Group*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
         // Two accumulators taken in turn, so that the FMA latency does not bound the loop.
         __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         int64_t b = 0;
         for (; b + 2 <= nb; b += 2) {
-            prefetch_ahead(x + b, 2 * sizeof(BlockQ4_0x16));
-            const __m512i dot0 = q4_0_r16_block(x[b], y[b], bias[size_t(b)]);
-            const __m512i dot1 = q4_0_r16_block(x[b + 1], y[b + 1], bias[size_t(b + 1)]);
-            acc0 = _mm512_fmadd_ps(q4_0_r16_scales(x[b], dy[size_t(b)]), _mm512_cvtepi32_ps(dot0), acc0);
-            acc1 = _mm512_fmadd_ps(q4_0_r16_scales(x[b + 1], dy[size_t(b + 1)]), _mm512_cvtepi32_ps(dot1), acc1);
+            prefetch_ahead(x + b, 2 * sizeof(Group));
+            const __m512i dot0 = r16_block(x[b], y[b], bias[size_t(b)]);
+            const __m512i dot1 = r16_block(x[b + 1], y[b + 1], bias[size_t(b + 1)]);
+            acc0 = _mm512_fmadd_ps(r16_scales(x[b], dy[size_t(b)]), _mm512_cvtepi32_ps(dot0), acc0);
+            acc1 = _mm512_fmadd_ps(r16_scales(x[b + 1], dy[size_t(b + 1)]), _mm512_cvtepi32_ps(dot1), acc1);
         }
         if (b < nb) {
-            const __m512i dot = q4_0_r16_block(x[b], y[b], bias[size_t(b)]);
-            acc0 = _mm512_fmadd_ps(q4_0_r16_scales(x[b], dy[size_t(b)]), _mm512_cvtepi32_ps(dot), acc0);
+            const __m512i dot = r16_block(x[b], y[b], bias[size_t(b)]);
+            acc0 = _mm512_fmadd_ps(r16_scales(x[b], dy[size_t(b)]), _mm512_cvtepi32_ps(dot), acc0);
         }
         const __mmask16 rows = n_rows - r0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n_rows - r0)) - 1u);
         _mm512_mask_storeu_ps(out + r0, rows, _mm512_add_ps(acc0, acc1));
@@ -693,7 +705,8 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::Q5_0).vec_dot_rows = legacy_vec_dot_rows<Q5_0Format>;
     row(TensorType::Q8_0).vec_dot_rows = legacy_vec_dot_rows<Q8_0Format>;
     row(TensorType::IQ4_NL).vec_dot_rows = legacy_vec_dot_rows<IQ4_NLFormat>;
-    row(TensorType::Q4_0_R16).vec_dot_rows = q4_0_r16_vec_dot_rows;
+    row(TensorType::Q4_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ4_0x16, 8>;
+    row(TensorType::Q8_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ8_0x16, 128>;
     row(TensorType::Q4_K_R16).vec_dot_rows = q4_k_r16_vec_dot_rows;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
