@@ -147,6 +147,16 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
+// Q6_K_R16, an in-memory layout of 16 Q6_K rows: per super-block the 16 rows' d, then dword k of
+// each row's ql, qh and scales (laid out as Q4_0_R16).
+struct BlockQ6_Kx16 {
+    f16_t d[16];
+    uint8_t ql[32][16][4];
+    uint8_t qh[16][16][4];
+    int8_t scales[4][16][4];
+};
+static_assert(sizeof(BlockQ6_Kx16) == 16 * sizeof(BlockQ6_K));
+
 // Q8_K: activation partner of the K-quants. x = d * q with a float32 scale; bsums[g] is the sum
 // of the 16 values of group g, used to apply the weights' minimums cheaply.
 struct BlockQ8_K {

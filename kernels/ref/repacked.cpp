@@ -2,9 +2,10 @@
 // format, and their reference row kernels, which take each row back out and use that format's
 // dot product.
 //
-// Each layout interleaves the blocks of 16 rows field by field: the block's leading f16 scales
-// as 16-bit units (scale f of row r at byte 32f + 2r), then the rest of the block as dwords
-// (dword k of row r at byte 16 * (head bytes) + 64k + 4r).
+// Each layout interleaves the blocks of 16 rows field by field: the block's f16 scales as 16-bit
+// units (scale f of row r at byte 32f + 2r), then the rest of the block as dwords (dword k of row
+// r at byte 16 * (scale bytes) + 64k + 4r).
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -17,22 +18,27 @@ namespace {
 
 constexpr int kGroupRows = 16;
 
-// The layout of a format's blocks: its leading f16 scales, then dwords.
+// The layout of a format's blocks: dwords in [dword_begin, dword_end), f16 scales around them.
 struct Interleave {
-    size_t block_bytes, head_bytes;
+    size_t block_bytes, dword_begin, dword_end;
 };
 
-constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2};
-constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4};
-constexpr Interleave kQ8_0{sizeof(BlockQ8_0), 2};
+constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2, sizeof(BlockQ4_0)};
+constexpr Interleave kQ8_0{sizeof(BlockQ8_0), 2, sizeof(BlockQ8_0)};
+constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4, sizeof(BlockQ4_K)};
+constexpr Interleave kQ6_K{sizeof(BlockQ6_K), 0, offsetof(BlockQ6_K, d)};
 
 // Calls copy(offset in a row's block, offset in the interleaved block, bytes) for each unit of
-// row r's block.
+// row r's block: the f16 scales in order, then the dwords.
 template <const Interleave& L, typename Copy>
 void for_each_unit(int r, Copy copy) {
-    for (size_t i = 0; i < L.head_bytes; i += 2) copy(i, i * kGroupRows + 2 * size_t(r), size_t(2));
-    for (size_t i = L.head_bytes; i < L.block_bytes; i += 4) {
-        copy(i, L.head_bytes * kGroupRows + (i - L.head_bytes) * kGroupRows + 4 * size_t(r), size_t(4));
+    const size_t halves_bytes = L.block_bytes - (L.dword_end - L.dword_begin);
+    size_t half = 0;
+    for (size_t i = 0; i < L.block_bytes; i += 2) {
+        if (i < L.dword_begin || i >= L.dword_end) copy(i, half++ * 2 * kGroupRows + 2 * size_t(r), size_t(2));
+    }
+    for (size_t i = L.dword_begin; i < L.dword_end; i += 4) {
+        copy(i, halves_bytes * kGroupRows + (i - L.dword_begin) * kGroupRows + 4 * size_t(r), size_t(4));
     }
 }
 
@@ -91,9 +97,21 @@ void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 void q4_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
     vec_dot_rows16<kQ4_K, q4_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
 }
+void q6_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ6_K>(rows, row_bytes, n / kQK_K, group);
+}
+void q6_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
+    vec_dot_rows16<kQ6_K, q6_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
+}
+
 void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
-    for (int r = 0; r < 16; ++r) {
+    for (int r = 0; r < kGroupRows; ++r) {
         row_of_group<kQ4_K>(static_cast<const uint8_t*>(group), n / kQK_K, r, static_cast<uint8_t*>(rows) + size_t(r) * row_bytes);
+    }
+}
+void q6_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
+    for (int r = 0; r < kGroupRows; ++r) {
+        row_of_group<kQ6_K>(static_cast<const uint8_t*>(group), n / kQK_K, r, static_cast<uint8_t*>(rows) + size_t(r) * row_bytes);
     }
 }
 

@@ -497,6 +497,111 @@ void q4_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
     }
 }
 
+// ---- Q6_K_R16: 16 Q6_K rows interleaved ----
+//
+// Per half of 128 values and dword j: ql dwords A (values 4j.. and 64 + 4j.. in its nibbles),
+// B (32 + 4j.., 96 + 4j..) and the qh dword H holding their top 2 bits. With H's bit pairs
+// masked into place once (bits 0-1 and 4-5, then 2-3 and 6-7 moved there), each 6-bit level is
+// one shift and one bitwise select; levels are stored as value + 32, and 32 * scale * (sub-block
+// activation sum) is taken off with vpdpwssd, as for the K-quant minimums.
+
+// Byte kByte of each dword, sign-extended to the dword.
+template <int kByte>
+inline __m512i dword_byte_signed(__m512i v) {
+    alignas(64) static constexpr auto index = [] {
+        std::array<int8_t, 64> a{};
+        for (int i = 0; i < 64; ++i) a[size_t(i)] = i % 4 == 3 ? int8_t(i / 4 * 4 + kByte) : int8_t(-1);
+        return a;
+    }();
+    return _mm512_srai_epi32(_mm512_shuffle_epi8(v, _mm512_load_si512(index.data())), 24);
+}
+
+// Bytes kFirst and kFirst + 1 of each dword as sign-extended int16 halves of the dword.
+template <int kFirst>
+inline __m512i dword_pair_signed(__m512i v) {
+    alignas(64) static constexpr auto index = [] {
+        std::array<int8_t, 64> a{};
+        for (int i = 0; i < 64; ++i) a[size_t(i)] = i % 2 == 1 ? int8_t(i / 4 * 4 + kFirst + i % 4 / 2) : int8_t(-1);
+        return a;
+    }();
+    return _mm512_srai_epi16(_mm512_shuffle_epi8(v, _mm512_load_si512(index.data())), 8);
+}
+
+// Low nibble from `low`, bits 4-7 from `high` (a ? b : c per bit).
+inline __m512i select_nibbles(__m512i low, __m512i high) {
+    return _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0F), low, high, 0xCA);
+}
+
+// Sub-block s of the super-block against y, times its scale: 4 dwords of levels.
+template <int kSub>
+inline __m512i q6_k_scaled(const __m512i (&levels)[4], const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i sum) {
+    __m512i dot = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {
+        dot = _mm512_dpbusd_epi32(dot, levels[k], _mm512_set1_epi32(int(load_u32(y.qs + 16 * kSub + 4 * k))));
+    }
+    return _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, dword_byte_signed<kSub % 4>(scale_dwords[kSub / 4])));
+}
+
+// The 16 sub-blocks of half h (values 128h .. 128h + 127): sub-block 8h + 2i + jj holds quarter
+// i's dwords 4jj .. 4jj + 3.
+template <int h>
+inline __m512i q6_k_half(const BlockQ6_Kx16& x, const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i sum) {
+    const __m512i pairs = _mm512_set1_epi8(0x33);
+    for (int jj = 0; jj < 2; ++jj) {
+        __m512i q[4][4];  // quarter i (values 32i + ...), dword k of the sub-block
+        for (int k = 0; k < 4; ++k) {
+            const int j = 4 * jj + k;
+            const __m512i a = load64(x.ql[16 * h + j]), b = load64(x.ql[16 * h + 8 + j]), hb = load64(x.qh[8 * h + j]);
+            const __m512i h01 = _mm512_and_si512(hb, pairs), h23 = _mm512_and_si512(_mm512_srli_epi16(hb, 2), pairs);
+            q[0][k] = select_nibbles(a, _mm512_slli_epi16(h01, 4));
+            q[1][k] = select_nibbles(b, _mm512_slli_epi16(h23, 4));
+            q[2][k] = select_nibbles(_mm512_srli_epi16(a, 4), h01);
+            q[3][k] = select_nibbles(_mm512_srli_epi16(b, 4), h23);
+        }
+        if (jj == 0) {
+            sum = q6_k_scaled<8 * h + 0>(q[0], y, scale_dwords, sum);
+            sum = q6_k_scaled<8 * h + 2>(q[1], y, scale_dwords, sum);
+            sum = q6_k_scaled<8 * h + 4>(q[2], y, scale_dwords, sum);
+            sum = q6_k_scaled<8 * h + 6>(q[3], y, scale_dwords, sum);
+        } else {
+            sum = q6_k_scaled<8 * h + 1>(q[0], y, scale_dwords, sum);
+            sum = q6_k_scaled<8 * h + 3>(q[1], y, scale_dwords, sum);
+            sum = q6_k_scaled<8 * h + 5>(q[2], y, scale_dwords, sum);
+            sum = q6_k_scaled<8 * h + 7>(q[3], y, scale_dwords, sum);
+        }
+    }
+    return sum;
+}
+
+void q6_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    const int64_t nb = n / kQK_K;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
+        const auto* xs = reinterpret_cast<const BlockQ6_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; ++i) {
+            const BlockQ6_Kx16& x = xs[i];
+            const BlockQ8_K& y = ys[i];
+            prefetch_ahead(&x, sizeof x);
+            const __m512i scale_dwords[4] = {load64(x.scales[0]), load64(x.scales[1]), load64(x.scales[2]), load64(x.scales[3])};
+            __m512i offsets = _mm512_setzero_si512();  // sum of scale * (sub-block activation sum)
+            for (int k = 0; k < 4; ++k) {
+                offsets = _mm512_dpwssd_epi32(offsets, dword_pair_signed<0>(scale_dwords[k]),
+                                              _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
+                offsets = _mm512_dpwssd_epi32(offsets, dword_pair_signed<2>(scale_dwords[k]),
+                                              _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
+            }
+            __m512i sum = q6_k_half<0>(x, y, scale_dwords, _mm512_setzero_si512());
+            sum = q6_k_half<1>(x, y, scale_dwords, sum);
+            sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(offsets, 5));
+            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+        }
+        const __mmask16 rows = n_rows - r0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n_rows - r0)) - 1u);
+        _mm512_mask_storeu_ps(out + r0, rows, acc);
+    }
+}
+
 // ---- K-quants: the AVX2 kernels' integer lanes (Q6_K 64 values per instruction, Q4_K/Q5_K 32) ----
 
 inline float half_to_float(f16_t h) { return _cvtsh_ss(h); }
@@ -707,6 +812,7 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::IQ4_NL).vec_dot_rows = legacy_vec_dot_rows<IQ4_NLFormat>;
     row(TensorType::Q4_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ4_0x16, 8>;
     row(TensorType::Q8_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ8_0x16, 128>;
+    row(TensorType::Q6_K_R16).vec_dot_rows = q6_k_r16_vec_dot_rows;
     row(TensorType::Q4_K_R16).vec_dot_rows = q4_k_r16_vec_dot_rows;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
