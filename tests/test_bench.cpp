@@ -211,6 +211,20 @@ TEST(Bench, MarkdownRowsHaveTheHeadersColumns) {
     EXPECT_NE(table[3].find("tg4"), std::string::npos) << table[3];
 }
 
+TEST(Bench, NoRepackIsShownInTheIsaColumn) {
+    QLLM_REQUIRE_SHARED(stories());
+    TempDir dir;
+    for (const bool repack : {true, false}) {
+        std::vector<std::string> args = {"-p", "16", "-n", "0", "-r", "1", "-o", "json"};
+        if (!repack) args.push_back("--no-repack");
+        const Outcome o = bench_stories(dir, args);
+        ASSERT_EQ(o.exit_code, 0) << o.err;
+        const json rows = json::parse(o.out);
+        ASSERT_EQ(rows.size(), 1u) << o.out;
+        EXPECT_EQ(rows[0]["isa"].get<std::string>().ends_with(" no-repack"), !repack) << rows[0]["isa"];
+    }
+}
+
 TEST(Bench, RejectsAnUnknownFormat) {
     QLLM_REQUIRE_SHARED(stories());
     TempDir dir;

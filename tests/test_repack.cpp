@@ -157,6 +157,9 @@ TEST(Repack, ModelLoadRepacksWeights) {
             }
         }
         EXPECT_GT(repacked, 0) << path;
+        // --no-repack: the file's own layout.
+        const auto as_stored = Model::load(path.string(), Model::Mode::Full, /*repack=*/false);
+        for (const LayerWeights& l : as_stored->weights().layers) EXPECT_NE(l.ffn_up.type, c.layout);
     }
 }
 

@@ -227,7 +227,7 @@ std::string one_line(std::string_view text) {
 Model::~Model() = default;
 
 // A function-try-block: every load error leaves through one_line().
-std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) try {
+std::unique_ptr<Model> Model::load(const std::string& path, Mode mode, bool repack) try {
     auto model = std::unique_ptr<Model>(new Model());
     model->file_ = std::make_unique<gguf::File>(path);
     const gguf::File& f = *model->file_;
@@ -244,7 +244,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, Mode mode) try {
         }
     }
     model->weights_ = find_weights(f, model->hparams_, mode == Mode::Full);
-    if (mode == Mode::Full) model->repacked_ = repack_weights(model->weights_);
+    if (mode == Mode::Full && repack) model->repacked_ = repack_weights(model->weights_);
     return model;
 } catch (const Error& e) {
     throw Error(one_line(e.what()));

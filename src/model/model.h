@@ -107,8 +107,8 @@ public:
         VocabOnly,  // only the tokenizer (vocabulary-only files have no tensors)
     };
     // Opens, validates and maps the model. Tensor data pages are not touched, except in Full mode
-    // those of the weights this build repacks (model/repack.h).
-    static std::unique_ptr<Model> load(const std::string& path, Mode mode = Mode::Full);
+    // with `repack` those of the weights this build repacks (model/repack.h).
+    static std::unique_ptr<Model> load(const std::string& path, Mode mode = Mode::Full, bool repack = true);
     ~Model();
 
     const gguf::File& file() const { return *file_; }

@@ -36,6 +36,7 @@ struct BenchOptions {
     std::string threads;
     int repetitions = 5;
     std::string output = "md";
+    bool no_repack = false;
 };
 
 // One result row. The machine-readable formats use llama-bench's field names where it has one.
@@ -204,8 +205,9 @@ std::string human_size(uint64_t bytes) {
     return mib < 1024 ? fmt::format("{:.2f} MiB", mib) : fmt::format("{:.2f} GiB", mib / 1024);
 }
 
-void print_rows(const std::vector<Row>& rows, const std::string& format, double bandwidth) {
-    const std::string isa(isa_name(active_isa()));
+// The isa column also says when the weights were kept as the file has them (--no-repack).
+void print_rows(const std::vector<Row>& rows, const std::string& format, double bandwidth, bool repacked) {
+    const std::string isa = std::string(isa_name(active_isa())) + (repacked ? "" : " no-repack");
     if (format == "json" || format == "jsonl") {
         nlohmann::ordered_json all = nlohmann::ordered_json::array();
         for (const auto& r : rows) {
@@ -323,7 +325,7 @@ int bench(const BenchOptions& opt) {
     std::vector<TokenId> quality_tokens;
     std::vector<float> source_logits;
     for (const auto& path : models) {
-        auto model = Model::load(path);
+        auto model = Model::load(path, Model::Mode::Full, !opt.no_repack);
         double kl = -1;
         if (sweep && !opt.quality_text.empty()) {
             if (quality_tokens.empty()) {
@@ -374,7 +376,7 @@ int bench(const BenchOptions& opt) {
     if (sweep) {  // one table sorted by size, the source last
         std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.size < b.size; });
     }
-    print_rows(rows, opt.output, bandwidth);
+    print_rows(rows, opt.output, bandwidth, !opt.no_repack);
     return 0;
 }
 
@@ -388,6 +390,8 @@ void add_bench(CLI::App& app, Action& action) {
     cmd->add_option("-n,--n-gen", opt->gen_sizes, "generation lengths, comma-separated")->capture_default_str();
     cmd->add_option("-r,--repetitions", opt->repetitions, "repetitions of each test")->capture_default_str();
     cmd->add_option("-t,--threads", opt->threads, "thread counts, comma-separated (default: physical cores)");
+    cmd->add_flag("--no-repack", opt->no_repack,
+                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
     cmd->add_option("-o,--output", opt->output, "output format: md, csv, json, jsonl")->capture_default_str();
     cmd->add_option("--sweep", opt->sweep, "quantize this F16/F32 model to each of --types and benchmark them all");
     cmd->add_option("--types", opt->types, "levels for --sweep, comma-separated")->capture_default_str();

@@ -26,6 +26,7 @@ struct ChatOptions {
     int n_ctx = 0, threads = 0, n_predict = -1;
     bool ignore_eos = false;
     SamplerParams sampling;
+    bool no_repack = false;
 };
 
 // The template to use: --chat-template (a built-in name, or a file of Jinja source), else the
@@ -252,7 +253,7 @@ bool read_message(std::string& out, bool tty) {
 
 int chat_loop(const ChatOptions& opt) {
     set_threads(opt.threads > 0 ? opt.threads : default_threads());
-    auto model = Model::load(opt.model);
+    auto model = Model::load(opt.model, Model::Mode::Full, !opt.no_repack);
     ChatSession session(*model, opt);
     install_interrupt_handler();
     const bool tty = isatty(STDIN_FILENO);
@@ -322,6 +323,8 @@ void add_chat(CLI::App& app, Action& action) {
     cmd->add_option("-c,--ctx-size", opt->n_ctx, "context size (default: min(4096, training context))");
     cmd->add_option("-n,--n-predict", opt->n_predict, "most tokens per reply (-1: until the turn ends)");
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
+    cmd->add_flag("--no-repack", opt->no_repack,
+                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
     cmd->add_option("--temp", opt->sampling.temperature, "temperature; 0 = greedy")->capture_default_str();
     cmd->add_option("--top-k", opt->sampling.top_k, "top-k; 0 = off")->capture_default_str();
     cmd->add_option("--top-p", opt->sampling.top_p, "top-p; 1 = off")->capture_default_str();

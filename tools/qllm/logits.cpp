@@ -14,13 +14,14 @@ struct LogitsOptions {
     std::string model, prompt, prompt_file, output;
     int threads = 0;
     bool check_numerics = false;
+    bool no_repack = false;
 };
 
 int logits(const LogitsOptions& opt) {
     set_threads(opt.threads > 0 ? opt.threads : default_threads());
     const std::string prompt = read_prompt(opt.prompt, opt.prompt_file);
     check_not_same_file(opt.model, opt.output);
-    auto model = Model::load(opt.model);
+    auto model = Model::load(opt.model, Model::Mode::Full, !opt.no_repack);
     const std::vector<TokenId> tokens = model->tokenizer().encode(prompt, model->vocab().add_bos);
     if (tokens.empty()) fail("the prompt is empty");
     Context ctx(*model, int64_t(tokens.size()));
@@ -47,6 +48,8 @@ void add_logits(CLI::App& app, Action& action) {
     cmd->add_option("-f,--file", opt->prompt_file, "read the prompt from a file")->excludes(p);
     cmd->add_option("-o,--output", opt->output, "output file")->required();
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
+    cmd->add_flag("--no-repack", opt->no_repack,
+                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
     cmd->add_flag("--check-numerics", opt->check_numerics,
                   "fail at the first NaN or Inf in a layer's output, naming the layer and token");
     cmd->callback([&action, opt] { action = [opt] { return logits(*opt); }; });

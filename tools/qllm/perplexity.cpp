@@ -71,12 +71,13 @@ struct PerplexityOptions {
     int64_t n_ctx = 512;
     int64_t chunks = -1;
     int threads = 0;
+    bool no_repack = false;
 };
 
 int perplexity(const PerplexityOptions& opt) {
     set_threads(opt.threads > 0 ? opt.threads : default_threads());
     const std::string text = read_prompt("", opt.file);
-    auto model = Model::load(opt.model);
+    auto model = Model::load(opt.model, Model::Mode::Full, !opt.no_repack);
     const TextChunks chunks(*model, text, opt.file, opt.n_ctx, opt.chunks);
     const int64_t n_vocab = model->hparams().n_vocab;
     if (opt.n_ctx > model->hparams().n_ctx_train && model->hparams().n_ctx_train > 0) {
@@ -119,6 +120,8 @@ void add_perplexity(CLI::App& app, Action& action) {
     cmd->add_option("--chunks", opt->chunks, "score at most this many chunks (default: all)")
         ->check(CLI::PositiveNumber);
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
+    cmd->add_flag("--no-repack", opt->no_repack,
+                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
     cmd->callback([&action, opt] { action = [opt] { return perplexity(*opt); }; });
 }
 

@@ -36,6 +36,7 @@ struct RunOptions {
     bool check_numerics = false;
     std::string system, chat_template;
     SamplerParams sampling;
+    bool no_repack = false;
 };
 
 // With no -m: a small random-weight model written once by `synth`, so the quick start works offline.
@@ -58,7 +59,7 @@ int run(const RunOptions& opt) {
     const std::string prompt = read_prompt(opt.prompt, opt.prompt_file);
 
     const auto t_load = Clock::now();
-    auto model = Model::load(model_path);
+    auto model = Model::load(model_path, Model::Mode::Full, !opt.no_repack);
     const Hparams& hp = model->hparams();
     const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(4096, hp.n_ctx_train);
     Context ctx(*model, n_ctx);
@@ -150,6 +151,8 @@ void add_run(CLI::App& app, Action& action) {
     cmd->add_option("-n,--n-predict", opt->n_predict, "tokens to generate (-1: until EOS or the context is full)");
     cmd->add_option("-c,--ctx-size", opt->n_ctx, "context size (default: min(4096, training context))");
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
+    cmd->add_flag("--no-repack", opt->no_repack,
+                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
     cmd->add_option("--temp", opt->sampling.temperature, "temperature; 0 = greedy")->capture_default_str();
     cmd->add_option("--top-k", opt->sampling.top_k, "top-k; 0 = off")->capture_default_str();
     cmd->add_option("--top-p", opt->sampling.top_p, "top-p; 1 = off")->capture_default_str();
