@@ -136,6 +136,17 @@ struct BlockQ5_K {
 };
 static_assert(sizeof(BlockQ5_K) == 176);
 
+// Q5_K_R16, an in-memory layout of 16 Q5_K rows laid out as Q4_K_R16, with dword k of each row's
+// qh (the fifth bits of values 4k..4k+3 of each 64, see BlockQ5_K) before the qs.
+struct BlockQ5_Kx16 {
+    f16_t d[16];
+    f16_t dmin[16];
+    uint8_t scales[3][16][4];
+    uint8_t qh[8][16][4];
+    uint8_t qs[32][16][4];
+};
+static_assert(sizeof(BlockQ5_Kx16) == 16 * sizeof(BlockQ5_K));
+
 // Q6_K: 16 sub-blocks of 16. x = d * scales[s] * (q - 32), q in 0..63. Per half of 128 values:
 // ql[l] / ql[l+32] hold values l / l+32 (low nibble) and l+64 / l+96 (high nibble); qh[l] holds
 // the top 2 bits of values l, l+32, l+64, l+96 in bit pairs 0-1, 2-3, 4-5, 6-7.

@@ -74,6 +74,8 @@ TraitsTable make_table() {
                         nullptr, 16, T::Q8_0, ref::q8_0_r16_repack};
     row(T::Q6_K_R16) = {"q6_K_r16", 256, 210, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q6_k_r16_vec_dot_rows,
                         nullptr, 16, T::Q6_K, ref::q6_k_r16_repack};
+    row(T::Q5_K_R16) = {"q5_K_r16", 256, 176, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q5_k_r16_vec_dot_rows,
+                        nullptr, 16, T::Q5_K, ref::q5_k_r16_repack};
     return t;
 }
 

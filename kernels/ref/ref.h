@@ -46,9 +46,12 @@ void q8_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 void q8_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q4_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
+void q5_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
+void q5_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q6_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q6_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
+void q5_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
 void q6_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
 
 // Legacy 32-value blocks (kernels/ref/legacy.cpp). Partners: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1.

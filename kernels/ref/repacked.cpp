@@ -26,6 +26,7 @@ struct Interleave {
 constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2, sizeof(BlockQ4_0)};
 constexpr Interleave kQ8_0{sizeof(BlockQ8_0), 2, sizeof(BlockQ8_0)};
 constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4, sizeof(BlockQ4_K)};
+constexpr Interleave kQ5_K{sizeof(BlockQ5_K), 4, sizeof(BlockQ5_K)};
 constexpr Interleave kQ6_K{sizeof(BlockQ6_K), 0, offsetof(BlockQ6_K, d)};
 
 // Calls copy(offset in a row's block, offset in the interleaved block, bytes) for each unit of
@@ -63,6 +64,13 @@ void row_of_group(const uint8_t* group, int64_t n_blocks, int r, uint8_t* row) {
         for_each_unit<L>(r, [&](size_t to, size_t from, size_t bytes) {
             std::memcpy(row + size_t(b) * L.block_bytes + to, block + from, bytes);
         });
+    }
+}
+
+template <const Interleave& L>
+void rows_of_group(const void* group, int64_t n_blocks, void* rows, size_t row_bytes) {
+    for (int r = 0; r < kGroupRows; ++r) {
+        row_of_group<L>(static_cast<const uint8_t*>(group), n_blocks, r, static_cast<uint8_t*>(rows) + size_t(r) * row_bytes);
     }
 }
 
@@ -104,15 +112,21 @@ void q6_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t
     vec_dot_rows16<kQ6_K, q6_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
 }
 
+void q5_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ5_K>(rows, row_bytes, n / kQK_K, group);
+}
+void q5_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
+    vec_dot_rows16<kQ5_K, q5_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
+}
+
 void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
-    for (int r = 0; r < kGroupRows; ++r) {
-        row_of_group<kQ4_K>(static_cast<const uint8_t*>(group), n / kQK_K, r, static_cast<uint8_t*>(rows) + size_t(r) * row_bytes);
-    }
+    rows_of_group<kQ4_K>(group, n / kQK_K, rows, row_bytes);
+}
+void q5_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
+    rows_of_group<kQ5_K>(group, n / kQK_K, rows, row_bytes);
 }
 void q6_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
-    for (int r = 0; r < kGroupRows; ++r) {
-        row_of_group<kQ6_K>(static_cast<const uint8_t*>(group), n / kQK_K, r, static_cast<uint8_t*>(rows) + size_t(r) * row_bytes);
-    }
+    rows_of_group<kQ6_K>(group, n / kQK_K, rows, row_bytes);
 }
 
 }  // namespace qllm::ref

@@ -631,6 +631,7 @@ void register_avx512_gemm(TraitsTable& t) {
     t[size_t(TensorType::Q4_K)].gemm = gemm256<TensorType::Q4_K>;
     t[size_t(TensorType::Q4_K_R16)].gemm = gemm256<TensorType::Q4_K, ref::q4_k_r16_rows>;
     t[size_t(TensorType::Q5_K)].gemm = gemm256<TensorType::Q5_K>;
+    t[size_t(TensorType::Q5_K_R16)].gemm = gemm256<TensorType::Q5_K, ref::q5_k_r16_rows>;
     t[size_t(TensorType::Q6_K)].gemm = gemm256<TensorType::Q6_K>;
     t[size_t(TensorType::Q6_K_R16)].gemm = gemm256<TensorType::Q6_K, ref::q6_k_r16_rows>;
     t[size_t(TensorType::F16)].gemm = gemm_f16;

@@ -408,7 +408,7 @@ void r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_r
     }
 }
 
-// ---- Q4_K_R16: 16 Q4_K rows interleaved like Q4_0_R16 ----
+// ---- Q4_K_R16 and Q5_K_R16: 16 rows interleaved like Q4_0_R16 ----
 //
 // Per super-block and group: 32 loads, 64 masks, 64 vpdpbusd into one int32 sum per sub-block
 // and row, then the sub-block scales (one byte shuffle each: 6-bit values stored a byte apart)
@@ -445,7 +445,11 @@ inline __m512i dword_bytes(__m512i v) {
     return _mm512_shuffle_epi8(v, _mm512_load_si512(index.data()));
 }
 
-void q4_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+// Q4_K_R16, and Q5_K_R16 (whose fifth bits are or-ed into the nibbles under a mask; its high
+// nibbles are shifted down, as 16 times a 5-bit level would not fit a byte).
+template <typename Group>
+void k4_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+    constexpr bool kFifthBit = requires(const Group& g) { g.qh; };
     const auto* ys = static_cast<const BlockQ8_K*>(vy);
     const int64_t nb = n / kQK_K;
     thread_local std::vector<Q8KSums> sums;
@@ -454,10 +458,10 @@ void q4_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
     const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(char(0xF0));
     const __m512i six = _mm512_set1_epi8(0x3F), top2 = _mm512_set1_epi8(0x30);
     for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const auto* xs = reinterpret_cast<const BlockQ4_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        const auto* xs = reinterpret_cast<const Group*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
         __m512 acc = _mm512_setzero_ps();
         for (int64_t i = 0; i < nb; ++i) {
-            const BlockQ4_Kx16& x = xs[i];
+            const Group& x = xs[i];
             const BlockQ8_K& y = ys[i];
             prefetch_ahead(&x, sizeof x);
             // Bytes j of sc03/mn03 are scale/minimum j of each row, of sc47/mn47 j + 4 (see k4_scales_mins).
@@ -469,19 +473,29 @@ void q4_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
             const __m512i scales[8] = {dword_bytes<0, false>(sc03), dword_bytes<1, false>(sc03), dword_bytes<2, false>(sc03),
                                        dword_bytes<3, false>(sc03), dword_bytes<0, false>(sc47), dword_bytes<1, false>(sc47),
                                        dword_bytes<2, false>(sc47), dword_bytes<3, false>(sc47)};
-            __m512i low_sum = _mm512_setzero_si512(), high_sum = _mm512_setzero_si512();  // high: 16 times
+            __m512i low_sum = _mm512_setzero_si512(), high_sum = _mm512_setzero_si512();  // Q4_K high: 16 times
             for (int c = 0; c < 4; ++c) {  // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
                 __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
                 for (int k = 0; k < 8; ++k) {
                     const __m512i q = load64(x.qs[8 * c + k]);
-                    low = _mm512_dpbusd_epi32(low, _mm512_and_si512(q, low4), _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 4 * k))));
-                    high = _mm512_dpbusd_epi32(high, _mm512_and_si512(q, high4),
-                                               _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 32 + 4 * k))));
+                    __m512i low_levels = _mm512_and_si512(q, low4), high_levels;
+                    if constexpr (kFifthBit) {  // bits 2c and 2c + 1 of qh byte l (dword k holds l = 4k..4k+3)
+                        const __m512i qh = load64(x.qh[k]), sixteen = _mm512_set1_epi8(16);
+                        high_levels = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+                        low_levels = _mm512_mask_add_epi8(low_levels, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(char(1 << (2 * c)))),
+                                                          low_levels, sixteen);
+                        high_levels = _mm512_mask_add_epi8(high_levels, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(char(2 << (2 * c)))),
+                                                           high_levels, sixteen);
+                    } else {
+                        high_levels = _mm512_and_si512(q, high4);
+                    }
+                    low = _mm512_dpbusd_epi32(low, low_levels, _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 4 * k))));
+                    high = _mm512_dpbusd_epi32(high, high_levels, _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 32 + 4 * k))));
                 }
                 low_sum = _mm512_add_epi32(low_sum, _mm512_mullo_epi32(low, scales[2 * c]));
                 high_sum = _mm512_add_epi32(high_sum, _mm512_mullo_epi32(high, scales[2 * c + 1]));
             }
-            const __m512i sumi = _mm512_add_epi32(low_sum, _mm512_srai_epi32(high_sum, 4));
+            const __m512i sumi = _mm512_add_epi32(low_sum, kFifthBit ? high_sum : _mm512_srai_epi32(high_sum, 4));
             const Q8KSums& ysum = sums[size_t(i)];
             __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), dword_bytes<0, true>(mn03), _mm512_set1_epi32(ysum.pairs[0]));
             mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn03), _mm512_set1_epi32(ysum.pairs[1]));
@@ -813,7 +827,8 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::Q4_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ4_0x16, 8>;
     row(TensorType::Q8_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ8_0x16, 128>;
     row(TensorType::Q6_K_R16).vec_dot_rows = q6_k_r16_vec_dot_rows;
-    row(TensorType::Q4_K_R16).vec_dot_rows = q4_k_r16_vec_dot_rows;
+    row(TensorType::Q4_K_R16).vec_dot_rows = k4_r16_vec_dot_rows<BlockQ4_Kx16>;
+    row(TensorType::Q5_K_R16).vec_dot_rows = k4_r16_vec_dot_rows<BlockQ5_Kx16>;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
     row(TensorType::Q5_K).vec_dot = k4_vec_dot<BlockQ5_K>;
     row(TensorType::Q6_K).vec_dot = q6_k_vec_dot<>;
