@@ -91,6 +91,16 @@ struct BlockQ2_K {
 };
 static_assert(sizeof(BlockQ2_K) == 84);
 
+// Q2_K_R16, an in-memory layout of 16 Q2_K rows: per super-block the 16 rows' d, their dmin, then
+// dword k of each row's scales and qs (laid out as Q4_0_R16).
+struct BlockQ2_Kx16 {
+    f16_t d[16];
+    f16_t dmin[16];
+    uint8_t scales[4][16][4];
+    uint8_t qs[16][16][4];
+};
+static_assert(sizeof(BlockQ2_Kx16) == 16 * sizeof(BlockQ2_K));
+
 // Q3_K: 16 sub-blocks of 16. x = d * (scale[s] - 32) * (q - 4), q in 0..7. The low 2 bits of q
 // are packed as in Q2_K; the 3rd bit of value i is bit i/32 of hmask[i%32]. The 16 6-bit scales:
 // low nibbles in scales[0..7] (sub-blocks 0-7 low, 8-15 high nibble), top 2 bits of scale s in

@@ -76,6 +76,8 @@ TraitsTable make_table() {
                         nullptr, 16, T::Q6_K, ref::q6_k_r16_repack};
     row(T::Q5_K_R16) = {"q5_K_r16", 256, 176, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q5_k_r16_vec_dot_rows,
                         nullptr, 16, T::Q5_K, ref::q5_k_r16_repack};
+    row(T::Q2_K_R16) = {"q2_K_r16", 256, 84, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q2_k_r16_vec_dot_rows,
+                        nullptr, 16, T::Q2_K, ref::q2_k_r16_repack};
     return t;
 }
 

@@ -25,6 +25,7 @@ struct Interleave {
 
 constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2, sizeof(BlockQ4_0)};
 constexpr Interleave kQ8_0{sizeof(BlockQ8_0), 2, sizeof(BlockQ8_0)};
+constexpr Interleave kQ2_K{sizeof(BlockQ2_K), 0, offsetof(BlockQ2_K, d)};
 constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4, sizeof(BlockQ4_K)};
 constexpr Interleave kQ5_K{sizeof(BlockQ5_K), 4, sizeof(BlockQ5_K)};
 constexpr Interleave kQ6_K{sizeof(BlockQ6_K), 0, offsetof(BlockQ6_K, d)};
@@ -99,6 +100,12 @@ void q8_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 void q8_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
     vec_dot_rows16<kQ8_0, q8_0_vec_dot>(n / kQK, n, x, x_row_bytes, n_rows, y, out);
 }
+void q2_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ2_K>(rows, row_bytes, n / kQK_K, group);
+}
+void q2_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
+    vec_dot_rows16<kQ2_K, q2_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
+}
 void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
     repack16<kQ4_K>(rows, row_bytes, n / kQK_K, group);
 }
@@ -119,6 +126,9 @@ void q5_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t
     vec_dot_rows16<kQ5_K, q5_k_vec_dot>(n / kQK_K, n, x, x_row_bytes, n_rows, y, out);
 }
 
+void q2_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
+    rows_of_group<kQ2_K>(group, n / kQK_K, rows, row_bytes);
+}
 void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes) {
     rows_of_group<kQ4_K>(group, n / kQK_K, rows, row_bytes);
 }

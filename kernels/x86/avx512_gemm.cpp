@@ -627,6 +627,7 @@ void register_avx512_gemm(TraitsTable& t) {
     t[size_t(TensorType::Q8_0_R16)].gemm = gemm32<TensorType::Q8_0_R16>;
     t[size_t(TensorType::IQ4_NL)].gemm = gemm32<TensorType::IQ4_NL>;
     t[size_t(TensorType::Q2_K)].gemm = gemm256<TensorType::Q2_K>;
+    t[size_t(TensorType::Q2_K_R16)].gemm = gemm256<TensorType::Q2_K, ref::q2_k_r16_rows>;
     t[size_t(TensorType::Q3_K)].gemm = gemm256<TensorType::Q3_K>;
     t[size_t(TensorType::Q4_K)].gemm = gemm256<TensorType::Q4_K>;
     t[size_t(TensorType::Q4_K_R16)].gemm = gemm256<TensorType::Q4_K, ref::q4_k_r16_rows>;

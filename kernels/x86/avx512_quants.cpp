@@ -511,6 +511,72 @@ void k4_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
     }
 }
 
+// ---- Q2_K_R16: 16 Q2_K rows interleaved ----
+//
+// Per half h of 128 values, qs dword 8h + 4p + t holds in bit pair j the levels of values
+// 128h + 32j + 16p + 4t + 0..3, sub-block 8h + 2j + p: each loaded dword serves 4 sub-blocks,
+// one shift and one mask each. Sub-block scales (low nibbles) by vpmulld, minimums (high
+// nibbles) by vpdpwssd against pairs of activation sums.
+
+// Byte k of each dword in its low byte, for a k known only at run time.
+inline __m512i dword_byte(__m512i v, int k) {
+    alignas(64) static constexpr auto indexes = [] {
+        std::array<std::array<int8_t, 64>, 4> a{};
+        for (int j = 0; j < 4; ++j) {
+            for (int i = 0; i < 64; ++i) a[size_t(j)][size_t(i)] = i % 4 == 0 ? int8_t(i + j) : int8_t(-1);
+        }
+        return a;
+    }();
+    return _mm512_shuffle_epi8(v, _mm512_load_si512(indexes[size_t(k)].data()));
+}
+
+void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    const int64_t nb = n / kQK_K;
+    const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
+        const auto* xs = reinterpret_cast<const BlockQ2_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; ++i) {
+            const BlockQ2_Kx16& x = xs[i];
+            const BlockQ8_K& y = ys[i];
+            prefetch_ahead(&x, sizeof x);
+            __m512i scales[4], mins = _mm512_setzero_si512();  // scales[k]: bytes are sub-blocks 4k..4k+3
+            for (int k = 0; k < 4; ++k) {
+                const __m512i packed = load64(x.scales[k]);
+                scales[k] = _mm512_and_si512(packed, low4);
+                const __m512i mn = _mm512_and_si512(_mm512_srli_epi32(packed, 4), low4);
+                mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
+                mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
+            }
+            __m512i sum = _mm512_setzero_si512();
+            for (int h = 0; h < 2; ++h) {
+                for (int p = 0; p < 2; ++p) {
+                    __m512i dot[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+                    for (int t = 0; t < 4; ++t) {
+                        const __m512i q = load64(x.qs[8 * h + 4 * p + t]);
+                        for (int j = 0; j < 4; ++j) {
+                            const __m512i levels = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), low2);
+                            const int v = 128 * h + 32 * j + 16 * p + 4 * t;
+                            dot[j] = _mm512_dpbusd_epi32(dot[j], levels, _mm512_set1_epi32(int(load_u32(y.qs + v))));
+                        }
+                    }
+                    for (int j = 0; j < 4; ++j) {
+                        const int sub = 8 * h + 2 * j + p;
+                        sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot[j], dword_byte(scales[sub / 4], sub % 4)));
+                    }
+                }
+            }
+            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
+            const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-y.d));
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+            acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), acc);
+        }
+        const __mmask16 rows = n_rows - r0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n_rows - r0)) - 1u);
+        _mm512_mask_storeu_ps(out + r0, rows, acc);
+    }
+}
+
 // ---- Q6_K_R16: 16 Q6_K rows interleaved ----
 //
 // Per half of 128 values and dword j: ql dwords A (values 4j.. and 64 + 4j.. in its nibbles),
@@ -827,6 +893,7 @@ void register_quant_kernels(TraitsTable& t) {
     row(TensorType::Q4_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ4_0x16, 8>;
     row(TensorType::Q8_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ8_0x16, 128>;
     row(TensorType::Q6_K_R16).vec_dot_rows = q6_k_r16_vec_dot_rows;
+    row(TensorType::Q2_K_R16).vec_dot_rows = q2_k_r16_vec_dot_rows;
     row(TensorType::Q4_K_R16).vec_dot_rows = k4_r16_vec_dot_rows<BlockQ4_Kx16>;
     row(TensorType::Q5_K_R16).vec_dot_rows = k4_r16_vec_dot_rows<BlockQ5_Kx16>;
     row(TensorType::Q4_K).vec_dot = k4_vec_dot<BlockQ4_K>;
