@@ -292,6 +292,9 @@ std::vector<Case> make_cases() {
     auto tensor = [](GgufBuilder& g, std::string_view name) { return g.find_tensor(name); };
     mutate("unknown_tensor_type", "tensor 'token_embd.weight' has unknown type id 4",
            [&](GgufBuilder& g) { tensor(g, "token_embd.weight")->type = 4; });
+    // Ids past the file types name qllm's in-memory layouts (Q4_0_R16 ...): never valid in a file.
+    mutate("interleaved_layout_type", "tensor 'output.weight' has unknown type id 40",
+           [&](GgufBuilder& g) { tensor(g, "output.weight")->type = uint32_t(TensorType::Q4_0_R16); });
     mutate("unknown_tensor_type_huge", "tensor 'output.weight' has unknown type id 2147483647",
            [&](GgufBuilder& g) { tensor(g, "output.weight")->type = 0x7FFFFFFF; });
     mutate("five_dims", "tensor 'blk.0.attn_q.weight' has 5 dimensions", [&](GgufBuilder& g) {
