@@ -169,12 +169,17 @@ struct BlockQ6_K {
 static_assert(sizeof(BlockQ6_K) == 210);
 
 // Q6_K_R16, an in-memory layout of 16 Q6_K rows: per super-block the 16 rows' d, then dword k of
-// each row's ql, qh and scales (laid out as Q4_0_R16).
+// each row's scales, then for each half h of 128 values and dword j (values 4j..4j+3 of each 32)
+// the ql dwords 16h + j and 16h + 8 + j and the qh dword 8h + j of each row: the order in which
+// the kernel reads them.
 struct BlockQ6_Kx16 {
     f16_t d[16];
-    uint8_t ql[32][16][4];
-    uint8_t qh[16][16][4];
     int8_t scales[4][16][4];
+    struct {
+        uint8_t ql_low[16][4];   // ql dword 16h + j: values 128h + 4j.. and 128h + 64 + 4j.. in its nibbles
+        uint8_t ql_high[16][4];  // ql dword 16h + 8 + j: values 128h + 32 + 4j.. and 128h + 96 + 4j..
+        uint8_t qh[16][4];       // their top 2 bits, as BlockQ6_K's qh dword 8h + j
+    } parts[2][8];
 };
 static_assert(sizeof(BlockQ6_Kx16) == 16 * sizeof(BlockQ6_K));
 

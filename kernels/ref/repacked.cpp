@@ -18,17 +18,28 @@ namespace {
 
 constexpr int kGroupRows = 16;
 
-// The layout of a format's blocks: dwords in [dword_begin, dword_end), f16 scales around them.
+// The layout of a format's blocks: dwords in [dword_begin, dword_end), f16 scales around them;
+// and which of the block's dwords goes to each place of the interleaved block (null: in order).
 struct Interleave {
     size_t block_bytes, dword_begin, dword_end;
+    size_t (*dword_at)(size_t place) = nullptr;
 };
+
+// Q6_K_R16 stores its dwords in the order its kernel reads them, so that one group streams from
+// memory front to back: the scales (block dwords 48-51), then per half h and dword j the ql
+// dwords 16h + j and 16h + 8 + j and the qh dword 32 + 8h + j.
+constexpr size_t q6_k_dword_at(size_t place) {
+    if (place < 4) return 48 + place;
+    const size_t h = (place - 4) / 24, j = (place - 4) % 24 / 3, part = (place - 4) % 3;
+    return part == 0 ? 16 * h + j : part == 1 ? 16 * h + 8 + j : 32 + 8 * h + j;
+}
 
 constexpr Interleave kQ4_0{sizeof(BlockQ4_0), 2, sizeof(BlockQ4_0)};
 constexpr Interleave kQ8_0{sizeof(BlockQ8_0), 2, sizeof(BlockQ8_0)};
 constexpr Interleave kQ2_K{sizeof(BlockQ2_K), 0, offsetof(BlockQ2_K, d)};
 constexpr Interleave kQ4_K{sizeof(BlockQ4_K), 4, sizeof(BlockQ4_K)};
 constexpr Interleave kQ5_K{sizeof(BlockQ5_K), 4, sizeof(BlockQ5_K)};
-constexpr Interleave kQ6_K{sizeof(BlockQ6_K), 0, offsetof(BlockQ6_K, d)};
+constexpr Interleave kQ6_K{sizeof(BlockQ6_K), 0, offsetof(BlockQ6_K, d), q6_k_dword_at};
 
 // Calls copy(offset in a row's block, offset in the interleaved block, bytes) for each unit of
 // row r's block: the f16 scales in order, then the dwords.
@@ -39,8 +50,9 @@ void for_each_unit(int r, Copy copy) {
     for (size_t i = 0; i < L.block_bytes; i += 2) {
         if (i < L.dword_begin || i >= L.dword_end) copy(i, half++ * 2 * kGroupRows + 2 * size_t(r), size_t(2));
     }
-    for (size_t i = L.dword_begin; i < L.dword_end; i += 4) {
-        copy(i, halves_bytes * kGroupRows + (i - L.dword_begin) * kGroupRows + 4 * size_t(r), size_t(4));
+    for (size_t place = 0; place < (L.dword_end - L.dword_begin) / 4; ++place) {
+        const size_t dword = L.dword_at ? L.dword_at(place) : place;
+        copy(L.dword_begin + 4 * dword, halves_bytes * kGroupRows + place * 4 * kGroupRows + 4 * size_t(r), size_t(4));
     }
 }
 

@@ -463,7 +463,6 @@ void k4_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
         for (int64_t i = 0; i < nb; ++i) {
             const Group& x = xs[i];
             const BlockQ8_K& y = ys[i];
-            prefetch_ahead(&x, sizeof x);
             // Bytes j of sc03/mn03 are scale/minimum j of each row, of sc47/mn47 j + 4 (see k4_scales_mins).
             const __m512i w0 = load64(x.scales[0]), w1 = load64(x.scales[1]), w2 = load64(x.scales[2]);
             const __m512i sc03 = _mm512_and_si512(w0, six), mn03 = _mm512_and_si512(w1, six);
@@ -475,6 +474,7 @@ void k4_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
                                        dword_bytes<2, false>(sc47), dword_bytes<3, false>(sc47)};
             __m512i low_sum = _mm512_setzero_si512(), high_sum = _mm512_setzero_si512();  // Q4_K high: 16 times
             for (int c = 0; c < 4; ++c) {  // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
+                prefetch_quarter(x, c);
                 __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
                 for (int k = 0; k < 8; ++k) {
                     const __m512i q = load64(x.qs[8 * c + k]);
@@ -540,7 +540,6 @@ void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
         for (int64_t i = 0; i < nb; ++i) {
             const BlockQ2_Kx16& x = xs[i];
             const BlockQ8_K& y = ys[i];
-            prefetch_ahead(&x, sizeof x);
             __m512i scales[4], mins = _mm512_setzero_si512();  // scales[k]: bytes are sub-blocks 4k..4k+3
             for (int k = 0; k < 4; ++k) {
                 const __m512i packed = load64(x.scales[k]);
@@ -552,6 +551,7 @@ void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
             __m512i sum = _mm512_setzero_si512();
             for (int h = 0; h < 2; ++h) {
                 for (int p = 0; p < 2; ++p) {
+                    prefetch_quarter(x, 2 * h + p);
                     __m512i dot[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
                     for (int t = 0; t < 4; ++t) {
                         const __m512i q = load64(x.qs[8 * h + 4 * p + t]);
@@ -628,10 +628,12 @@ template <int h>
 inline __m512i q6_k_half(const BlockQ6_Kx16& x, const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i sum) {
     const __m512i pairs = _mm512_set1_epi8(0x33);
     for (int jj = 0; jj < 2; ++jj) {
+        prefetch_quarter(x, 2 * h + jj);
         __m512i q[4][4];  // quarter i (values 32i + ...), dword k of the sub-block
         for (int k = 0; k < 4; ++k) {
             const int j = 4 * jj + k;
-            const __m512i a = load64(x.ql[16 * h + j]), b = load64(x.ql[16 * h + 8 + j]), hb = load64(x.qh[8 * h + j]);
+            const auto& part = x.parts[h][j];
+            const __m512i a = load64(part.ql_low), b = load64(part.ql_high), hb = load64(part.qh);
             const __m512i h01 = _mm512_and_si512(hb, pairs), h23 = _mm512_and_si512(_mm512_srli_epi16(hb, 2), pairs);
             q[0][k] = select_nibbles(a, _mm512_slli_epi16(h01, 4));
             q[1][k] = select_nibbles(b, _mm512_slli_epi16(h23, 4));
@@ -662,7 +664,6 @@ void q6_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
         for (int64_t i = 0; i < nb; ++i) {
             const BlockQ6_Kx16& x = xs[i];
             const BlockQ8_K& y = ys[i];
-            prefetch_ahead(&x, sizeof x);
             const __m512i scale_dwords[4] = {load64(x.scales[0]), load64(x.scales[1]), load64(x.scales[2]), load64(x.scales[3])};
             __m512i offsets = _mm512_setzero_si512();  // sum of scale * (sub-block activation sum)
             for (int k = 0; k < 4; ++k) {
