@@ -66,18 +66,24 @@ TraitsTable make_table() {
     row(T::TQ1_0) = {"tq1_0", 256, 54, true};
     row(T::TQ2_0) = {"tq2_0", 256, 66, true};
     row(T::MXFP4) = {"mxfp4", 32, 17, true};
-    row(T::Q4_0_R16) = {"q4_0_r16", 32, 18, true, nullptr, nullptr, nullptr, nullptr, T::Q8_0, ref::q4_0_r16_vec_dot_rows,
-                        nullptr, 16, T::Q4_0, ref::q4_0_r16_repack};
-    row(T::Q4_K_R16) = {"q4_K_r16", 256, 144, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q4_k_r16_vec_dot_rows,
-                        nullptr, 16, T::Q4_K, ref::q4_k_r16_repack};
-    row(T::Q8_0_R16) = {"q8_0_r16", 32, 34, true, nullptr, nullptr, nullptr, nullptr, T::Q8_0, ref::q8_0_r16_vec_dot_rows,
-                        nullptr, 16, T::Q8_0, ref::q8_0_r16_repack};
-    row(T::Q6_K_R16) = {"q6_K_r16", 256, 210, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q6_k_r16_vec_dot_rows,
-                        nullptr, 16, T::Q6_K, ref::q6_k_r16_repack};
-    row(T::Q5_K_R16) = {"q5_K_r16", 256, 176, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q5_k_r16_vec_dot_rows,
-                        nullptr, 16, T::Q5_K, ref::q5_k_r16_repack};
-    row(T::Q2_K_R16) = {"q2_K_r16", 256, 84, true, nullptr, nullptr, nullptr, nullptr, T::Q8_K, ref::q2_k_r16_vec_dot_rows,
-                        nullptr, 16, T::Q2_K, ref::q2_k_r16_repack};
+    // In-memory layouts of 16 interleaved rows: the geometry and activation partner of the format
+    // they are built from, and only a row kernel (the ISA tables add a GEMM).
+    auto interleaved = [&](T type, std::string_view name, T from, VecDotRowsFn rows, RepackFn repack) {
+        const TypeTraits& plain = row(from);
+        TypeTraits& l = row(type);
+        l = {name, plain.block_size, plain.type_size, true};
+        l.vec_dot_type = plain.vec_dot_type;
+        l.vec_dot_rows = rows;
+        l.row_group = 16;
+        l.repacked_from = from;
+        l.repack = repack;
+    };
+    interleaved(T::Q4_0_R16, "q4_0_r16", T::Q4_0, ref::q4_0_r16_vec_dot_rows, ref::q4_0_r16_repack);
+    interleaved(T::Q8_0_R16, "q8_0_r16", T::Q8_0, ref::q8_0_r16_vec_dot_rows, ref::q8_0_r16_repack);
+    interleaved(T::Q2_K_R16, "q2_K_r16", T::Q2_K, ref::q2_k_r16_vec_dot_rows, ref::q2_k_r16_repack);
+    interleaved(T::Q4_K_R16, "q4_K_r16", T::Q4_K, ref::q4_k_r16_vec_dot_rows, ref::q4_k_r16_repack);
+    interleaved(T::Q5_K_R16, "q5_K_r16", T::Q5_K, ref::q5_k_r16_vec_dot_rows, ref::q5_k_r16_repack);
+    interleaved(T::Q6_K_R16, "q6_K_r16", T::Q6_K, ref::q6_k_r16_vec_dot_rows, ref::q6_k_r16_repack);
     return t;
 }
 

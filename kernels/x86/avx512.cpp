@@ -1,6 +1,6 @@
 // AVX-512 (F, BW, VL, DQ, VNNI, BF16) kernels, written over the AVX2 ones: the F16 and BF16 dots
-// here, the quantized formats in avx512_quants.cpp. Compiled with AVX-512 flags; only called
-// when the CPU has them.
+// here, the quantized formats in avx512_quants.cpp, the interleaved layouts in
+// avx512_groups.cpp. Compiled with AVX-512 flags; only called when the CPU has them.
 #pragma GCC optimize("fp-contract=off")  // only explicit FMAs
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() operands that trip -Wuninitialized.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -17,6 +17,7 @@
 namespace qllm {
 namespace avx512 {
 void register_quant_kernels(TraitsTable& t);  // avx512_quants.cpp
+void register_group_kernels(TraitsTable& t);  // avx512_groups.cpp
 }  // namespace avx512
 
 namespace {
@@ -95,6 +96,7 @@ void register_avx512_kernels(TraitsTable& t) {
         t[size_t(TensorType::BF16)].vec_dot_rows = rows_of<bf16_vec_dot<true>>;
     }
     avx512::register_quant_kernels(t);
+    avx512::register_group_kernels(t);
 }
 
 }  // namespace qllm
