@@ -559,9 +559,20 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     }
 }
 
-// kType's rows; or, with kRowsOfGroup, groups of 16 of them in an interleaved layout, each put
-// back into rows first (a copy per tile, small beside the tile's products).
-template <TensorType kType, void (*kRowsOfGroup)(const void*, int64_t, void*, size_t) = nullptr>
+// A group of 16 rows of an interleaved K-quant layout, put back into rows.
+void rows_of_group(TensorType layout, const void* group, int64_t n, void* rows, size_t row_bytes) {
+    switch (layout) {
+        case TensorType::Q2_K_R16: return ref::q2_k_r16_rows(group, n, rows, row_bytes);
+        case TensorType::Q4_K_R16: return ref::q4_k_r16_rows(group, n, rows, row_bytes);
+        case TensorType::Q5_K_R16: return ref::q5_k_r16_rows(group, n, rows, row_bytes);
+        case TensorType::Q6_K_R16: return ref::q6_k_r16_rows(group, n, rows, row_bytes);
+        default: return;  // not reached: gemm256 is instantiated for these layouts only
+    }
+}
+
+// kType's rows; or, for kLayout, groups of 16 of them in that interleaved layout, each put back
+// into rows first (a copy per tile, small beside the tile's products).
+template <TensorType kType, TensorType kLayout = kType>
 void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
              int64_t n_tok, float* out, int64_t ld_out) {
     constexpr bool kMins = kType == TensorType::Q2_K || kType == TensorType::Q4_K || kType == TensorType::Q5_K;
@@ -574,9 +585,9 @@ void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const
         const int64_t rows = std::min<int64_t>(kRows, n_rows - r0);
         prefetch_rows<2>(w, w_row_bytes, r0 + kRows, std::min(r0 + 2 * kRows, n_rows), 0, w_row_bytes);
         const uint8_t* rows_at = static_cast<const uint8_t*>(w) + size_t(r0) * w_row_bytes;
-        if constexpr (kRowsOfGroup != nullptr) {
+        if constexpr (kLayout != kType) {
             ungrouped.resize(kRows * w_row_bytes);
-            kRowsOfGroup(rows_at, n, ungrouped.data(), w_row_bytes);
+            rows_of_group(kLayout, rows_at, n, ungrouped.data(), w_row_bytes);
             rows_at = ungrouped.data();
         }
         repack256(kType, rows_at, w_row_bytes, rows, n / kQK_K, tile, row);
@@ -627,14 +638,14 @@ void register_avx512_gemm(TraitsTable& t) {
     t[size_t(TensorType::Q8_0_R16)].gemm = gemm32<TensorType::Q8_0_R16>;
     t[size_t(TensorType::IQ4_NL)].gemm = gemm32<TensorType::IQ4_NL>;
     t[size_t(TensorType::Q2_K)].gemm = gemm256<TensorType::Q2_K>;
-    t[size_t(TensorType::Q2_K_R16)].gemm = gemm256<TensorType::Q2_K, ref::q2_k_r16_rows>;
+    t[size_t(TensorType::Q2_K_R16)].gemm = gemm256<TensorType::Q2_K, TensorType::Q2_K_R16>;
     t[size_t(TensorType::Q3_K)].gemm = gemm256<TensorType::Q3_K>;
     t[size_t(TensorType::Q4_K)].gemm = gemm256<TensorType::Q4_K>;
-    t[size_t(TensorType::Q4_K_R16)].gemm = gemm256<TensorType::Q4_K, ref::q4_k_r16_rows>;
+    t[size_t(TensorType::Q4_K_R16)].gemm = gemm256<TensorType::Q4_K, TensorType::Q4_K_R16>;
     t[size_t(TensorType::Q5_K)].gemm = gemm256<TensorType::Q5_K>;
-    t[size_t(TensorType::Q5_K_R16)].gemm = gemm256<TensorType::Q5_K, ref::q5_k_r16_rows>;
+    t[size_t(TensorType::Q5_K_R16)].gemm = gemm256<TensorType::Q5_K, TensorType::Q5_K_R16>;
     t[size_t(TensorType::Q6_K)].gemm = gemm256<TensorType::Q6_K>;
-    t[size_t(TensorType::Q6_K_R16)].gemm = gemm256<TensorType::Q6_K, ref::q6_k_r16_rows>;
+    t[size_t(TensorType::Q6_K_R16)].gemm = gemm256<TensorType::Q6_K, TensorType::Q6_K_R16>;
     t[size_t(TensorType::F16)].gemm = gemm_f16;
 }
 
