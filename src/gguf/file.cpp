@@ -349,4 +349,11 @@ uint64_t File::get_count_or(std::string_view key, uint64_t fallback) const {
 float File::get_f32_or(std::string_view key, float fallback) const { return has(key) ? get_f32(key) : fallback; }
 bool File::get_bool_or(std::string_view key, bool fallback) const { return has(key) ? get_bool(key) : fallback; }
 
+void release_mapped_pages(const void* data, size_t bytes) {
+    static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes + page - 1) / page * page;
+    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace qllm::gguf

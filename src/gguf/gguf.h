@@ -64,6 +64,10 @@ struct TensorInfo {
 };
 
 // A parsed, validated GGUF file. Every number in it has been checked against the file size.
+// Gives the mapped file pages under [data, data + bytes) back to the page cache, so that they no
+// longer count in the process's memory (a hint; they are read again if touched).
+void release_mapped_pages(const void* data, size_t bytes);
+
 class File {
 public:
     explicit File(const std::string& path);

@@ -1,7 +1,6 @@
 #include "model/repack.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <optional>
 #include <vector>
@@ -21,14 +20,6 @@ std::optional<TensorType> layout_for(const TensorView& w) {
         }
     }
     return std::nullopt;
-}
-
-// Gives the mapped pages of [data, data + bytes) back to the page cache (only a hint).
-void release_pages(const uint8_t* data, size_t bytes) {
-    static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-    const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 struct Job {
@@ -78,7 +69,7 @@ std::unique_ptr<RepackedWeights> repack_weights(Weights& w) {
         for (int64_t r = 0; r < v.rows(); r += group) {
             traits(job.layout).repack(v.data + size_t(r) * row_bytes, row_bytes, v.ne[0], out + size_t(r) * row_bytes);
         }
-        release_pages(v.data, size_t(v.rows()) * row_bytes);
+        gguf::release_mapped_pages(v.data, size_t(v.rows()) * row_bytes);
         v.data = out;
         v.type = job.layout;
     }

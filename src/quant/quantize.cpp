@@ -3,8 +3,6 @@
 // over OpenMP threads and drops the source pages it has read.
 #include "quant/quantize.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -54,14 +52,6 @@ std::vector<const gguf::TensorInfo*> writing_order(const gguf::File& file) {
 
 uint64_t tensor_bytes(const gguf::TensorInfo& t, TensorType type) {
     return uint64_t(t.n_elements() / t.ne[0]) * traits(type).row_size(t.ne[0]);
-}
-
-// Gives the mapped pages of a tensor back to the page cache: RSS stays near one tensor.
-void release_pages(const gguf::TensorInfo& t) {
-    static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-    const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data) / page * page;
-    const uintptr_t end = (reinterpret_cast<uintptr_t>(t.data) + t.size + page - 1) / page * page;
-    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // only a hint
 }
 
 void validate(const Planned& p, const QuantizeOptions& opt) {
@@ -226,7 +216,7 @@ QuantizeSummary quantize_model(const QuantizeOptions& opt) {
                     if (opt.cancelled && opt.cancelled()) throw Cancelled("interrupted");
                     std::memcpy(out.data(), p.tensor->data, out.size());
                 }
-                release_pages(*p.tensor);
+                gguf::release_mapped_pages(p.tensor->data, p.tensor->size);  // RSS stays near one tensor
                 print_line(opt.log, i, n, p);
             });
         }

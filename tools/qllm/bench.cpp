@@ -390,8 +390,7 @@ void add_bench(CLI::App& app, Action& action) {
     cmd->add_option("-n,--n-gen", opt->gen_sizes, "generation lengths, comma-separated")->capture_default_str();
     cmd->add_option("-r,--repetitions", opt->repetitions, "repetitions of each test")->capture_default_str();
     cmd->add_option("-t,--threads", opt->threads, "thread counts, comma-separated (default: physical cores)");
-    cmd->add_flag("--no-repack", opt->no_repack,
-                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
+    add_no_repack_flag(cmd, opt->no_repack);
     cmd->add_option("-o,--output", opt->output, "output format: md, csv, json, jsonl")->capture_default_str();
     cmd->add_option("--sweep", opt->sweep, "quantize this F16/F32 model to each of --types and benchmark them all");
     cmd->add_option("--types", opt->types, "levels for --sweep, comma-separated")->capture_default_str();

@@ -28,6 +28,7 @@ void add_imatrix(CLI::App& app, Action& action);
 
 // Shared helpers (tools/qllm/common.cpp).
 int default_threads();                       // physical cores
+void add_no_repack_flag(CLI::App* cmd, bool& no_repack);  // --no-repack: Model::load(..., repack = false)
 void set_threads(int n);                     // OpenMP threads for the forward pass
 std::string read_prompt(const std::string& prompt, const std::string& file);  // -p or -f, UTF-8 checked
 double peak_rss_mib();

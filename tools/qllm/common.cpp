@@ -56,6 +56,11 @@ size_t invalid_utf8_at(const std::string& s) {
 
 }  // namespace
 
+void add_no_repack_flag(CLI::App* cmd, bool& no_repack) {
+    cmd->add_flag("--no-repack", no_repack,
+                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
+}
+
 int default_threads() {
     // Physical cores: logical CPUs divided by the SMT width the kernel reports.
     unsigned logical = std::thread::hardware_concurrency();

@@ -48,8 +48,7 @@ void add_logits(CLI::App& app, Action& action) {
     cmd->add_option("-f,--file", opt->prompt_file, "read the prompt from a file")->excludes(p);
     cmd->add_option("-o,--output", opt->output, "output file")->required();
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
-    cmd->add_flag("--no-repack", opt->no_repack,
-                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
+    add_no_repack_flag(cmd, opt->no_repack);
     cmd->add_flag("--check-numerics", opt->check_numerics,
                   "fail at the first NaN or Inf in a layer's output, naming the layer and token");
     cmd->callback([&action, opt] { action = [opt] { return logits(*opt); }; });

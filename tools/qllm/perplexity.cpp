@@ -120,8 +120,7 @@ void add_perplexity(CLI::App& app, Action& action) {
     cmd->add_option("--chunks", opt->chunks, "score at most this many chunks (default: all)")
         ->check(CLI::PositiveNumber);
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
-    cmd->add_flag("--no-repack", opt->no_repack,
-                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
+    add_no_repack_flag(cmd, opt->no_repack);
     cmd->callback([&action, opt] { action = [opt] { return perplexity(*opt); }; });
 }
 

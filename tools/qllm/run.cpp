@@ -151,8 +151,7 @@ void add_run(CLI::App& app, Action& action) {
     cmd->add_option("-n,--n-predict", opt->n_predict, "tokens to generate (-1: until EOS or the context is full)");
     cmd->add_option("-c,--ctx-size", opt->n_ctx, "context size (default: min(4096, training context))");
     cmd->add_option("-t,--threads", opt->threads, "threads (default: physical cores)");
-    cmd->add_flag("--no-repack", opt->no_repack,
-                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
+    add_no_repack_flag(cmd, opt->no_repack);
     cmd->add_option("--temp", opt->sampling.temperature, "temperature; 0 = greedy")->capture_default_str();
     cmd->add_option("--top-k", opt->sampling.top_k, "top-k; 0 = off")->capture_default_str();
     cmd->add_option("--top-p", opt->sampling.top_p, "top-p; 1 = off")->capture_default_str();
