@@ -75,16 +75,24 @@ TEST(Attention, MatchesTheReferenceBitForBit) {
         const int64_t kv_dim = c.n_head_kv * c.head_dim;
         const auto k = random_halves(c.n_pos * kv_dim, seed++);
         const auto v = random_halves(c.n_pos * kv_dim, seed++);
-        const auto q = gaussian(c.n_head * c.head_dim, seed++);  // rounded to f16 inside
         const float kq_scale = 1.0f / std::sqrt(float(c.head_dim));
-        ops::KvFloat kv;
-        ops::kv_to_float(k.data(), v.data(), c.n_pos, c.n_head_kv, c.head_dim, kv);
         const ops::AttentionParams params{c.n_head, c.n_head_kv, c.head_dim, kq_scale, c.softcap, c.window};
-        std::vector<float> got(q.size()), scratch(size_t(ops::attention_scratch(params, c.n_pos)));
-        ops::attention(q.data(), kv, c.n_pos, params, got.data(), scratch.data());
-        const auto want = reference_attention(q, k, v, c, kq_scale);
-        for (size_t i = 0; i < want.size(); ++i) {
-            ASSERT_EQ(got[i], want[i]) << "head_dim " << c.head_dim << " n_pos " << c.n_pos << " value " << i;
+        // The last token alone, then the last 3 as one batch (each over its own positions).
+        for (int64_t n_tokens : {int64_t(1), std::min<int64_t>(3, c.n_pos)}) {
+            const int64_t n_past = c.n_pos - n_tokens, dim = c.n_head * c.head_dim;
+            const auto q = gaussian(n_tokens * dim, seed++);  // rounded to f16 inside
+            std::vector<float> got(q.size());
+            ops::attention(q.data(), k.data(), v.data(), n_past, n_tokens, params, got.data());
+            for (int64_t t = 0; t < n_tokens; ++t) {
+                Case token = c;
+                token.n_pos = n_past + t + 1;
+                const std::vector<float> q_token(q.begin() + t * dim, q.begin() + (t + 1) * dim);
+                const auto want = reference_attention(q_token, k, v, token, kq_scale);
+                for (size_t i = 0; i < want.size(); ++i) {
+                    ASSERT_EQ(got[size_t(t * dim) + i], want[i])
+                        << "head_dim " << c.head_dim << " n_pos " << token.n_pos << " of " << n_tokens << " value " << i;
+                }
+            }
         }
     }
 }

@@ -146,6 +146,26 @@ TEST(Bench, JsonlIsOneObjectPerLine) {
     EXPECT_EQ(tests, (std::vector<std::string>{"pp16", "pp32", "tg4"}));
 }
 
+// -d: each test after that many tokens are in the cache, named as llama-bench names it.
+TEST(Bench, DepthRunsEachTestAfterACachedPrefix) {
+    QLLM_REQUIRE_SHARED(stories());
+    TempDir dir;
+    const Outcome o = bench_stories(dir, {"-p", "8", "-n", "4", "-d", "0,16", "-r", "1", "-o", "jsonl"});
+    ASSERT_EQ(o.exit_code, 0) << o.err;
+    std::vector<std::string> tests;
+    std::vector<int> depths;
+    for (const auto& line : lines_of(o.out)) {
+        const json row = json::parse(line);
+        tests.push_back(row.value("test", ""));
+        depths.push_back(row.value("n_depth", -1));
+    }
+    EXPECT_EQ(tests, (std::vector<std::string>{"pp8", "tg4", "pp8 @ d16", "tg4 @ d16"}));
+    EXPECT_EQ(depths, (std::vector<int>{0, 0, 16, 16}));
+    const Outcome bad = bench_stories(dir, {"-p", "8", "-n", "0", "-d", "x", "-r", "1"});
+    EXPECT_NE(bad.exit_code, 0);
+    EXPECT_NE(bad.err.find("-d: 'x' is not a non-negative integer"), std::string::npos) << bad.err;
+}
+
 // Splits one CSV line whose cells may be quoted (with "" for a quote inside).
 std::vector<std::string> csv_cells(const std::string& line) {
     std::vector<std::string> cells(1);

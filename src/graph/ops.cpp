@@ -375,22 +375,33 @@ QLLM_VECTOR_CLONES void softmax(float* x, int64_t n) {
 }
 
 namespace {
-int64_t padded_positions(int64_t n_pos) { return (n_pos + 15) / 16 * 16; }  // whole blocks of 16
-}  // namespace
 
-void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head_kv, int64_t head_dim,
-                 KvFloat& kv) {
-    const TypeTraits& f16 = traits(TensorType::F16);
+int64_t padded_positions(int64_t n_pos) { return (n_pos + 15) / 16 * 16; }  // whole blocks of 16
+
+// One KV head's keys and values in float, positions [0, n_pos) (k[pos * head_dim + i]); K has
+// zero rows up to the next multiple of 16 positions.
+struct KvFloat {
+    std::vector<float> k, v;
+};
+
+QLLM_VECTOR_CLONES void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t kv_head,
+                                    int64_t n_head_kv, int64_t head_dim, KvFloat& kv) {
     const int64_t kv_dim = n_head_kv * head_dim;
-    const int64_t padded = padded_positions(n_pos);
-    kv.k.resize(size_t(padded * kv_dim));
-    f16.to_float(k_cache, kv.k.data(), n_pos * kv_dim);
-    std::fill(kv.k.begin() + n_pos * kv_dim, kv.k.end(), 0.0f);
-    kv.v.resize(size_t(n_pos * kv_dim));
-    f16.to_float(v_cache, kv.v.data(), n_pos * kv_dim);
+    kv.k.resize(size_t(padded_positions(n_pos) * head_dim));
+    kv.v.resize(size_t(n_pos * head_dim));
+    for (int64_t pos = 0; pos < n_pos; ++pos) {
+        const uint16_t* k = k_cache + pos * kv_dim + kv_head * head_dim;
+        const uint16_t* v = v_cache + pos * kv_dim + kv_head * head_dim;
+        float* k_out = kv.k.data() + pos * head_dim;
+        float* v_out = kv.v.data() + pos * head_dim;
+        for (int64_t i = 0; i < head_dim; ++i) {
+            k_out[i] = f16_to_f32(k[i]);
+            v_out[i] = f16_to_f32(v[i]);
+        }
+    }
+    std::fill(kv.k.begin() + n_pos * head_dim, kv.k.end(), 0.0f);
 }
 
-namespace {
 
 // 16 floats: one AVX-512 register, two AVX ones, four SSE or NEON ones (the compiler's vector
 // extension, so that one source serves every target). They live in registers and in inlined
@@ -518,10 +529,9 @@ template <int kVectors, int kHeads>
 
 // kHeads: heads whose value sums fit in registers together (16 vectors of 16 floats).
 template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) : 1)>
-[[gnu::always_inline]] inline void attention_heads(const float* q, const KvFloat& kv, int64_t n_pos,
+[[gnu::always_inline]] inline void attention_heads(const float* q, const KvFloat& kv, int64_t n_pos, int64_t kv_head,
                                                    const AttentionParams& p, float* out, float* scratch) {
     const int64_t head_dim = p.head_dim;
-    const int64_t kv_dim = p.n_head_kv * head_dim;
     const int64_t group = p.n_head / p.n_head_kv;
     const int64_t padded = padded_positions(n_pos);
     // Keys before `first` are outside the sliding window: masked, as -inf scores.
@@ -530,13 +540,12 @@ template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) 
     float* scores = scratch;
     float* q_rounded = scores + std::min(kMaxGroupedHeads, group) * padded;
     float* lanes = q_rounded + kMaxGroupedHeads * head_dim;
-    for (int64_t h0 = 0, n_heads = 0; h0 < p.n_head; h0 += n_heads) {
-        // Heads h0.. share KV head kvh (a group larger than kMaxGroupedHeads takes several rounds).
-        n_heads = std::min(kMaxGroupedHeads, group - h0 % group);
-        const int64_t kvh = h0 / group;
+    for (int64_t h0 = kv_head * group, n_heads = 0; h0 < (kv_head + 1) * group; h0 += n_heads) {
+        // A group larger than kMaxGroupedHeads takes several rounds.
+        n_heads = std::min(kMaxGroupedHeads, (kv_head + 1) * group - h0);
         // q meets the f16 K cache as f16, as in the reference.
         for (int64_t i = 0; i < n_heads * head_dim; ++i) q_rounded[i] = f16_to_f32(f32_to_f16(q[h0 * head_dim + i]));
-        scores16<kVectors>(q_rounded, n_heads, kv.k.data() + kvh * head_dim, kv_dim, head_dim, n_pos, padded, scores);
+        scores16<kVectors>(q_rounded, n_heads, kv.k.data(), head_dim, head_dim, n_pos, padded, scores);
         for (int64_t g = 0; g < n_heads; ++g) {
             float* w = scores + g * padded;
             if (p.softcap > 0.0f) softcap(w, p.softcap, n_pos);
@@ -545,20 +554,19 @@ template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) 
             // The weights are rounded to f16 where they meet V.
             for (int64_t pos = first; pos < n_pos; ++pos) w[pos] = f16_to_f32(f32_to_f16(w[pos]));
         }
-        const float* v = kv.v.data() + kvh * head_dim;
+        const float* v = kv.v.data();
         int64_t g = 0;
         for (; g + kHeads <= n_heads; g += kHeads) {
-            weighted_sum16<kVectors, kHeads>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes,
+            weighted_sum16<kVectors, kHeads>(scores + g * padded, padded, v, head_dim, head_dim, first, n_pos, lanes,
                                              out + (h0 + g) * head_dim);
         }
         for (; g < n_heads; ++g) {
-            weighted_sum16<kVectors, 1>(scores + g * padded, padded, v, kv_dim, head_dim, first, n_pos, lanes,
+            weighted_sum16<kVectors, 1>(scores + g * padded, padded, v, head_dim, head_dim, first, n_pos, lanes,
                                         out + (h0 + g) * head_dim);
         }
     }
 }
 
-}  // namespace
 
 int64_t attention_scratch(const AttentionParams& p, int64_t n_pos) {
     // The value sums of the heads done together take 16 lanes of at most 16 vectors of 16 floats
@@ -568,13 +576,43 @@ int64_t attention_scratch(const AttentionParams& p, int64_t n_pos) {
            lanes;
 }
 
-// The vector code is written once; each x86 copy compiles it for its own register width.
-QLLM_VECTOR_CLONES void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p,
-                                     float* out, float* scratch) {
+// One token's query heads of KV head kv_head over positions [0, n_pos) of kv. The vector code is
+// written once; each x86 copy compiles it for its own register width.
+QLLM_VECTOR_CLONES void attend_token(const float* q, const KvFloat& kv, int64_t n_pos, int64_t kv_head,
+                                     const AttentionParams& p, float* out, float* scratch) {
     switch (p.head_dim) {
-        case 64: return attention_heads<4>(q, kv, n_pos, p, out, scratch);
-        case 128: return attention_heads<8>(q, kv, n_pos, p, out, scratch);
-        default: return attention_heads<0>(q, kv, n_pos, p, out, scratch);
+        case 64: return attention_heads<4>(q, kv, n_pos, kv_head, p, out, scratch);
+        case 128: return attention_heads<8>(q, kv, n_pos, kv_head, p, out, scratch);
+        default: return attention_heads<0>(q, kv, n_pos, kv_head, p, out, scratch);
+    }
+}
+
+// Tokens of a batch are taken in this many runs per KV head: enough pieces to share among the
+// threads, few enough that converting a head's cache for each costs little.
+constexpr int64_t kTokenRuns = 8;
+
+}  // namespace
+
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_past, int64_t n_tokens,
+               const AttentionParams& p, float* out) {
+    const int64_t dim = p.n_head * p.head_dim;
+    const int64_t run = ceil_div(n_tokens, kTokenRuns), n_runs = ceil_div(n_tokens, run);
+#pragma omp parallel
+    {
+        // Kept by each thread from call to call, so that a token's 2 * n_layer calls allocate nothing.
+        thread_local KvFloat kv;
+        thread_local std::vector<float> scratch;
+        scratch.resize(size_t(attention_scratch(p, n_past + n_tokens)));
+#pragma omp for schedule(dynamic)
+        for (int64_t piece = 0; piece < n_runs * p.n_head_kv; ++piece) {
+            // The last runs, over the most positions, first: the short ones fill in at the end.
+            const int64_t first = (n_runs - 1 - piece / p.n_head_kv) * run, end = std::min(n_tokens, first + run);
+            const int64_t kv_head = piece % p.n_head_kv;
+            kv_to_float(k_cache, v_cache, n_past + end, kv_head, p.n_head_kv, p.head_dim, kv);
+            for (int64_t t = first; t < end; ++t) {
+                attend_token(q + t * dim, kv, n_past + t + 1, kv_head, p, out + t * dim, scratch.data());
+            }
+        }
     }
 }
 

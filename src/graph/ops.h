@@ -47,20 +47,12 @@ struct AttentionParams {
     int64_t window;  // only keys less than this far behind the query, when > 0
 };
 
-// One layer's cached K and V in float, converted once per batch from the f16 cache, laid out as
-// cached (k[pos * n_head_kv * head_dim + kv_head * head_dim + i]); K has zero rows up to the next
-// multiple of 16 positions.
-struct KvFloat {
-    std::vector<float> k, v;
-};
-void kv_to_float(const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_pos, int64_t n_head_kv, int64_t head_dim,
-                 KvFloat& kv);
-
-// Causal grouped-query attention of one token's q (n_head, head_dim) over positions [0, n_pos)
-// of kv. Writes out (n_head, head_dim). `scratch` needs attention_scratch(p, n_pos) floats (or
-// that of a longer n_pos), so that the calls of one batch allocate nothing.
-void attention(const float* q, const KvFloat& kv, int64_t n_pos, const AttentionParams& p, float* out, float* scratch);
-int64_t attention_scratch(const AttentionParams& p, int64_t n_pos);
+// Causal grouped-query attention of n_tokens tokens at positions n_past.. (q: n_tokens rows of
+// (n_head, head_dim)) over one layer's f16 cache (positions [0, n_past + n_tokens), rows of
+// n_head_kv * head_dim), into out (the same shape as q). The (KV head, tokens) pieces are shared
+// among the threads; each converts its head's keys and values to float once.
+void attention(const float* q, const uint16_t* k_cache, const uint16_t* v_cache, int64_t n_past, int64_t n_tokens,
+               const AttentionParams& p, float* out);
 
 void softmax(float* x, int64_t n);                            // in place, max-subtracted
 float exp_approx(float x);  // e^x as softmax and silu_mul compute it (the reference's approximation)

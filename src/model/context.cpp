@@ -131,16 +131,7 @@ void Context::attend(int64_t il, int64_t n) {
     if (hp_.attn_q_scale != 1.0f) ops::scale(q_.data(), hp_.attn_q_scale, n * q_dim);
     const ops::AttentionParams params{hp_.n_head, hp_.n_head_kv, hp_.head_dim, hp_.attn_kq_scale, hp_.attn_softcap,
                                       sliding ? hp_.sliding_window : 0};
-    ops::kv_to_float(k_cache, v_cache, n_past_ + n, hp_.n_head_kv, hp_.head_dim, kv_float_);
-#pragma omp parallel
-    {
-        std::vector<float> scratch(size_t(ops::attention_scratch(params, n_past_ + n)));
-#pragma omp for schedule(dynamic)
-        for (int64_t t = 0; t < n; ++t) {
-            ops::attention(q_.data() + t * q_dim, kv_float_, n_past_ + t + 1, params, att_.data() + t * q_dim,
-                           scratch.data());
-        }
-    }
+    ops::attention(q_.data(), k_cache, v_cache, n_past_, n, params, att_.data());
 }
 
 void Context::llama_layer(int64_t il, int64_t n) {

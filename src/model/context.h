@@ -63,7 +63,6 @@ private:
     // Activations for one batch, one row per token.
     std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, gate_, up_;
     std::vector<uint8_t> act_scratch_;
-    ops::KvFloat kv_float_;  // the current layer's cache in float, for attention
     std::vector<float> logits_;
     MatmulObserver matmul_observer_;
 };

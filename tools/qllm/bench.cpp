@@ -1,6 +1,7 @@
 // qllm bench: llama-bench's two tests, ppP (one forward pass over P prompt tokens) and tgN
-// (N single-token steps from an empty cache), as mean ± sd tokens/s over -r repetitions.
-// Token generation is also reported as weight bandwidth and a fraction of the machine's.
+// (N single-token steps), as mean ± sd tokens/s over -r repetitions, from an empty cache or
+// (-d D, "@ dD") after D tokens already in it. Token generation is also reported as weight
+// bandwidth and a fraction of the machine's.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -33,6 +34,7 @@ struct BenchOptions {
     std::string quality_text;  // -f: KL divergence of each level from the source on this text
     std::string prompt_sizes = "512";
     std::string gen_sizes = "128";
+    std::string depths = "0";
     std::string threads;
     int repetitions = 5;
     std::string output = "md";
@@ -44,7 +46,7 @@ struct Row {
     std::string filename, name, model_type, type, test;  // model_type as llama-bench: "llama 7B Q4_0"
     uint64_t size = 0, params = 0;  // bytes and parameters of the weights
     double bpw = 0;
-    int threads = 0, n_prompt = 0, n_gen = 0;
+    int threads = 0, n_prompt = 0, n_gen = 0, n_depth = 0;
     std::vector<double> samples_ns;  // one per repetition
     double gbps = 0, bw_frac = 0;  // tg only
     double kl = -1;                // --sweep -f: mean KL(source || this level); < 0: not measured
@@ -128,24 +130,27 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
     return {mean, v.size() > 1 ? std::sqrt(var / double(v.size() - 1)) : 0.0};
 }
 
-// Nanoseconds of each repetition (after one warm-up run) of either test.
-std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int reps) {
+// Nanoseconds of each repetition (after one warm-up run) of either test, each after n_depth
+// tokens are put in the cache (not timed).
+std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n_depth, int reps) {
     const int64_t n_vocab = model.hparams().n_vocab;
-    std::vector<TokenId> tokens(size_t(std::max(n_prompt, 1)));
+    std::vector<TokenId> tokens(size_t(n_depth) + size_t(std::max(n_prompt, 1)));
     uint64_t state = 12345;
     for (auto& t : tokens) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
         t = TokenId((state >> 33) % uint64_t(n_vocab));
     }
-    Context ctx(model, std::max(n_prompt, n_gen) + 1);
+    Context ctx(model, int64_t(n_depth) + std::max(n_prompt, n_gen) + 1);
+    const auto depth = std::span(tokens).first(size_t(n_depth)), rest = std::span(tokens).subspan(size_t(n_depth));
     std::vector<double> samples;
     for (int rep = -1; rep < reps; ++rep) {
         ctx.reset();
+        if (n_depth > 0) ctx.eval(depth, false);
         const auto t0 = Clock::now();
         if (n_prompt > 0) {
-            ctx.eval(std::span(tokens).first(size_t(n_prompt)), false);
+            ctx.eval(rest.first(size_t(n_prompt)), false);
         } else {
-            for (int i = 0; i < n_gen; ++i) ctx.eval(std::span(&tokens[size_t(i) % tokens.size()], 1), false);
+            for (int i = 0; i < n_gen; ++i) ctx.eval(rest.subspan(size_t(i) % rest.size(), 1), false);
         }
         const double ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
         if (rep >= 0) samples.push_back(ns);
@@ -164,7 +169,8 @@ nlohmann::ordered_json row_json(const Row& r, const std::string& isa, double ban
         {"model_filename", r.filename}, {"model_name", r.name},     {"model_type", r.model_type},
         {"model_size", r.size},         {"model_n_params", r.params}, {"type", r.type},
         {"bpw", r.bpw},                 {"n_threads", r.threads},  {"isa", isa},
-        {"n_prompt", r.n_prompt},       {"n_gen", r.n_gen},        {"test", r.test},
+        {"n_prompt", r.n_prompt},       {"n_gen", r.n_gen},        {"n_depth", r.n_depth},
+        {"test", r.test},
         {"avg_ns", uint64_t(avg_ns)},   {"stddev_ns", uint64_t(stddev_ns)},
         {"avg_ts", avg_ts},             {"stddev_ts", stddev_ts},
         {"samples_ns", samples_ns},   {"samples_ts", samples_ts},
@@ -222,7 +228,7 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
         // Fixed columns, so that rows with and without the optional fields line up.
         static const char* const columns[] = {
             "model_filename", "model_name", "model_type", "model_size", "model_n_params", "type",
-            "bpw", "n_threads", "isa", "n_prompt", "n_gen", "test", "avg_ns", "stddev_ns", "avg_ts",
+            "bpw", "n_threads", "isa", "n_prompt", "n_gen", "n_depth", "test", "avg_ns", "stddev_ns", "avg_ts",
             "stddev_ts", "samples_ns", "samples_ts", "machine_read_gbps", "weights_gbps",
             "bandwidth_fraction", "kl_divergence"};
         std::string line;
@@ -314,6 +320,8 @@ int bench(const BenchOptions& opt) {
     if (models.empty()) fail("bench needs -m MODEL[,MODEL...] or --sweep F16.gguf");
     const auto prompts = split_ints(opt.prompt_sizes, "-p");
     const auto gens = split_ints(opt.gen_sizes, "-n");
+    const auto depths = split_ints(opt.depths, "-d");
+    if (depths.empty()) fail("-d needs at least one depth");
     auto threads = opt.threads.empty() ? std::vector<int>{default_threads()} : split_ints(opt.threads, "-t");
     install_interrupt_handler();
 
@@ -345,7 +353,7 @@ int bench(const BenchOptions& opt) {
         }
         for (int t : threads) {
             set_threads(t);
-            auto add = [&](int n_prompt, int n_gen) {
+            auto add = [&](int n_prompt, int n_gen, int n_depth) {
                 Row r;
                 r.filename = path;
                 r.name = model->file().get_string_or("general.name", path);
@@ -358,19 +366,23 @@ int bench(const BenchOptions& opt) {
                 r.threads = t;
                 r.n_prompt = n_prompt;
                 r.n_gen = n_gen;
-                r.test = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
+                r.n_depth = n_depth;
+                r.test = (n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen)) +
+                         (n_depth > 0 ? fmt::format(" @ d{}", n_depth) : "");
                 r.kl = kl;
                 fmt::print(stderr, "qllm: {} {} t={}...\n", path, r.test, t);
-                r.samples_ns = time_test(*model, n_prompt, n_gen, opt.repetitions);
+                r.samples_ns = time_test(*model, n_prompt, n_gen, n_depth, opt.repetitions);
                 if (n_prompt == 0) {
-                    // Every weight is read once per token.
+                    // Every weight is read once per token (the cache, read too, is left out).
                     r.gbps = mean_sd(r.samples_ts()).first * double(bytes) / 1e9;
                     r.bw_frac = r.gbps / bandwidth;
                 }
                 rows.push_back(r);
             };
-            for (int p : prompts) if (p > 0) add(p, 0);
-            for (int n : gens) if (n > 0) add(0, n);
+            for (int d : depths) {
+                for (int p : prompts) if (p > 0) add(p, 0, d);
+                for (int n : gens) if (n > 0) add(0, n, d);
+            }
         }
     }
     if (sweep) {  // one table sorted by size, the source last
@@ -388,6 +400,8 @@ void add_bench(CLI::App& app, Action& action) {
     cmd->add_option("-m,--model", opt->models, "GGUF model file(s), comma-separated");
     cmd->add_option("-p,--n-prompt", opt->prompt_sizes, "prompt sizes, comma-separated")->capture_default_str();
     cmd->add_option("-n,--n-gen", opt->gen_sizes, "generation lengths, comma-separated")->capture_default_str();
+    cmd->add_option("-d,--n-depth", opt->depths, "tokens already in the cache before each test, comma-separated")
+        ->capture_default_str();
     cmd->add_option("-r,--repetitions", opt->repetitions, "repetitions of each test")->capture_default_str();
     cmd->add_option("-t,--threads", opt->threads, "thread counts, comma-separated (default: physical cores)");
     add_no_repack_flag(cmd, opt->no_repack);
