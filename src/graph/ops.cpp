@@ -96,6 +96,27 @@ struct ExpParts {
     for (int l = 0; l < 16; ++l) out[l] = vector_expf(x[l]);
 }
 
+// 16 floats: one AVX-512 register, two AVX ones, four SSE or NEON ones (the compiler's vector
+// extension, so that one source serves every target). They live in registers and in inlined
+// functions only, so the warning about how they would be passed to a function does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+using Floats16 = float __attribute__((vector_size(64)));
+
+[[gnu::always_inline]] inline Floats16 load16(const float* p) {
+    Floats16 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// The sum of 16 lanes in the reference's pairwise order (lane j += lane j + w, for w = 8, 4, 2, 1).
+[[gnu::always_inline]] inline float sum_lanes16(Floats16 v) {
+    v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+    v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
+    v += __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    v += __builtin_shufflevector(v, v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1);
+    return v[0];
+}
+
 // x86 builds run on CPUs without FMA or AVX. Attention and the functions that evaluate
 // vector_expf in bulk get AVX-512 and AVX2 (with FMA) copies of their vector loops, chosen at load
 // time (std::fma is otherwise a library call). The products attention contracts into FMAs are
@@ -362,13 +383,20 @@ QLLM_VECTOR_CLONES void softmax(float* x, int64_t n) {
     for (float m : lanes_max) max = std::max(max, m);
     // Blocks of 16 summed in float, blocks added in double: the reference's order.
     double sum = 0.0;
-    for (int64_t start = 0; start < n; start += 16) {
-        const int64_t len = std::min<int64_t>(16, n - start);
-        float shifted[16], lanes[16];
-        for (int64_t l = 0; l < 16; ++l) shifted[l] = l < len ? x[start + l] - max : -INFINITY;  // e^-inf = 0
+    float shifted[16];
+    int64_t start = 0;
+    for (; start + 16 <= n; start += 16) {
+        for (int l = 0; l < 16; ++l) shifted[l] = x[start + l] - max;
+        vector_expf16(shifted, x + start);
+        sum += sum_lanes16(load16(x + start));
+    }
+    if (start < n) {  // the last block, padded with e^-inf = 0
+        const int64_t len = n - start;
+        float lanes[16];
+        for (int64_t l = 0; l < 16; ++l) shifted[l] = l < len ? x[start + l] - max : -INFINITY;
         vector_expf16(shifted, lanes);
         std::memcpy(x + start, lanes, size_t(len) * sizeof(float));
-        sum += ref::reduce_lanes16(lanes);
+        sum += sum_lanes16(load16(lanes));
     }
     const float inv = float(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
@@ -402,18 +430,6 @@ QLLM_VECTOR_CLONES void kv_to_float(const uint16_t* k_cache, const uint16_t* v_c
     std::fill(kv.k.begin() + n_pos * head_dim, kv.k.end(), 0.0f);
 }
 
-
-// 16 floats: one AVX-512 register, two AVX ones, four SSE or NEON ones (the compiler's vector
-// extension, so that one source serves every target). They live in registers and in inlined
-// functions only, so the warning about how they would be passed to a function does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
-using Floats16 = float __attribute__((vector_size(64)));
-
-[[gnu::always_inline]] inline Floats16 load16(const float* p) {
-    Floats16 v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
 
 // Lane p of the result = the sum of v[p]'s 16 lanes in the reference's pairwise order (lane
 // j += lane j + w, for w = 8, 4, 2, 1). Each level adds the two halves of every position's
