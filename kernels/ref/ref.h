@@ -38,8 +38,7 @@ float bf16_vec_dot(int64_t n, const void* x, const void* y);
 // Shared scale searches live in quant_search.h.
 
 // Interleaved layouts of 16 rows (kernels/ref/repacked.cpp): built from a file format's rows, with
-// row kernels whose results are that format's vec_dot of the rows, bit for bit; *_r16_rows
-// give a group's 16 rows back.
+// row kernels whose results are that format's vec_dot of the rows, bit for bit.
 void q4_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q4_0_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q8_0_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
@@ -52,10 +51,6 @@ void q5_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 void q5_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q6_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q6_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
-void q2_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
-void q4_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
-void q5_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
-void q6_k_r16_rows(const void* group, int64_t n, void* rows, size_t row_bytes);
 
 // Legacy 32-value blocks (kernels/ref/legacy.cpp). Partners: Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1.
 void q4_0_to_float(const void* src, float* dst, int64_t n);

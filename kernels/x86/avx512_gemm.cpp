@@ -16,12 +16,14 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/int_blocks.h"
+#include "kernels/interleave.h"
 #include "kernels/ref/ref.h"
 #include "kernels/x86/avx512_legacy.h"
 #include "kernels/x86/k_quant_scales.h"
@@ -559,19 +561,49 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
     }
 }
 
-// A group of 16 rows of an interleaved K-quant layout, put back into rows.
+// A group of 16 rows of an interleaved layout put back into rows. Per block, the dwords go 16
+// at a time through a 16x16 transpose: vector i holds the place of row dword d0 + i for every
+// row, and after the transpose vector r holds row r's dwords d0 .. d0 + 15.
+template <const Interleave& L>
+void ungroup(const void* group, int64_t n, void* rows, size_t row_bytes) {
+    static constexpr auto place_of = [] {  // the place of each row dword
+        std::array<uint8_t, 64> a{};
+        static_assert(L.places() <= a.size());
+        for (size_t p = 0; p < L.places(); ++p) a[(L.dword_offset(p) - L.dword_begin) / 4] = uint8_t(p);
+        return a;
+    }();
+    const auto* in = static_cast<const uint8_t*>(group);
+    auto* out = static_cast<uint8_t*>(rows);
+    for (int64_t b = 0; b < n / int64_t(L.block_values); ++b, in += kRows * L.block_bytes, out += L.block_bytes) {
+        for (size_t k = 0; k < L.halves(); ++k) {
+            for (int r = 0; r < kRows; ++r) std::memcpy(out + size_t(r) * row_bytes + L.half_offset(k), in + L.half_place(k, r), 2);
+        }
+        for (size_t d0 = 0; d0 < L.places(); d0 += 16) {
+            const size_t count = std::min<size_t>(16, L.places() - d0);
+            __m512 v[16];
+            for (size_t i = 0; i < 16; ++i) {
+                v[i] = i < count ? _mm512_loadu_ps(in + L.dword_place(place_of[d0 + i], 0)) : _mm512_setzero_ps();
+            }
+            transpose16x16(v);
+            for (int r = 0; r < kRows; ++r) {
+                _mm512_mask_storeu_ps(out + size_t(r) * row_bytes + L.dword_begin + 4 * d0, row_mask(int64_t(count)), v[r]);
+            }
+        }
+    }
+}
+
 void rows_of_group(TensorType layout, const void* group, int64_t n, void* rows, size_t row_bytes) {
     switch (layout) {
-        case TensorType::Q2_K_R16: return ref::q2_k_r16_rows(group, n, rows, row_bytes);
-        case TensorType::Q4_K_R16: return ref::q4_k_r16_rows(group, n, rows, row_bytes);
-        case TensorType::Q5_K_R16: return ref::q5_k_r16_rows(group, n, rows, row_bytes);
-        case TensorType::Q6_K_R16: return ref::q6_k_r16_rows(group, n, rows, row_bytes);
+        case TensorType::Q2_K_R16: return ungroup<kQ2_KLayout>(group, n, rows, row_bytes);
+        case TensorType::Q4_K_R16: return ungroup<kQ4_KLayout>(group, n, rows, row_bytes);
+        case TensorType::Q5_K_R16: return ungroup<kQ5_KLayout>(group, n, rows, row_bytes);
+        case TensorType::Q6_K_R16: return ungroup<kQ6_KLayout>(group, n, rows, row_bytes);
         default: return;  // not reached: gemm256 is instantiated for these layouts only
     }
 }
 
 // kType's rows; or, for kLayout, groups of 16 of them in that interleaved layout, each put back
-// into rows first (a copy per tile, small beside the tile's products).
+// into rows first (a copy per tile).
 template <TensorType kType, TensorType kLayout = kType>
 void gemm256(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const void* act, size_t act_row_bytes,
              int64_t n_tok, float* out, int64_t ld_out) {
