@@ -566,7 +566,7 @@ void gemm32(int64_t n, const void* w, size_t w_row_bytes, int64_t n_rows, const 
 // row, and after the transpose vector r holds row r's dwords d0 .. d0 + 15.
 template <const Interleave& L>
 void ungroup(const void* group, int64_t n, void* rows, size_t row_bytes) {
-    static constexpr auto place_of = [] {  // the place of each row dword
+    static const auto place_of = [] {  // the place of each row dword
         std::array<uint8_t, 64> a{};
         static_assert(L.places() <= a.size());
         for (size_t p = 0; p < L.places(); ++p) a[(L.dword_offset(p) - L.dword_begin) / 4] = uint8_t(p);

@@ -109,7 +109,8 @@ using Floats16 = float __attribute__((vector_size(64)));
 }
 
 // The sum of 16 lanes in the reference's pairwise order (lane j += lane j + w, for w = 8, 4, 2, 1).
-[[gnu::always_inline]] inline float sum_lanes16(Floats16 v) {
+[[gnu::always_inline]] inline float sum_lanes16(const Floats16& lanes) {
+    Floats16 v = lanes;
     v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
     v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7);
     v += __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
