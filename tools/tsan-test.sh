@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ThreadSanitizer over the multi-threaded code: the OpenMP forward pass (golden logits and greedy
+# ThreadSanitizer over the multi-threaded code: the OpenMP forward pass (attention, golden logits and greedy
 # runs, thread-count invariance), the batched GEMM kernels and the quantizer's worker threads,
 # each with several OpenMP threads. Build directory: $TSAN_BUILD_DIR (build-tsan).
 #
@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${TSAN_BUILD_DIR:-build-tsan}
 threads=${TSAN_THREADS:-4}
-filter='*GoldenLogits.*:*GoldenGreedy.*:*GoldenQuantized.*:Limits/ThreadCounts.*:Gemm.*:QuantizeGolden.*:QuantizeDriver.*'
+filter='Attention.*:*GoldenLogits.*:*GoldenGreedy.*:*GoldenQuantized.*:Limits/ThreadCounts.*:Gemm.*:QuantizeGolden.*:QuantizeDriver.*'
 start=$(date +%s)
 say() { echo "tsan-test [$(( $(date +%s) - start ))s]: $*"; }
 
