@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# ThreadSanitizer over the multi-threaded code: the OpenMP forward pass (attention, golden logits and greedy
-# runs, thread-count invariance), the batched GEMM kernels and the quantizer's worker threads,
-# each with several OpenMP threads. Build directory: $TSAN_BUILD_DIR (build-tsan).
+# ThreadSanitizer over the multi-threaded code: the OpenMP forward pass (attention, golden logits
+# and greedy runs, thread-count invariance), the batched GEMM kernels and the quantizer's worker
+# threads, each with several OpenMP threads. Build directory: $TSAN_BUILD_DIR (build-tsan).
 #
 # Why clang + LLVM's libomp: GCC's libgomp is not built with TSan, so TSan cannot see its
 # barriers and reports every parallel region as a race. libomp ships Archer (libarcher.so), an
