@@ -24,7 +24,6 @@
 #include "kernels/cpu.h"
 #include "kernels/int_blocks.h"
 #include "kernels/interleave.h"
-#include "kernels/ref/ref.h"
 #include "kernels/x86/avx512_legacy.h"
 #include "kernels/x86/k_quant_scales.h"
 
@@ -576,7 +575,9 @@ void ungroup(const void* group, int64_t n, void* rows, size_t row_bytes) {
     auto* out = static_cast<uint8_t*>(rows);
     for (int64_t b = 0; b < n / int64_t(L.block_values); ++b, in += kRows * L.block_bytes, out += L.block_bytes) {
         for (size_t k = 0; k < L.halves(); ++k) {
-            for (int r = 0; r < kRows; ++r) std::memcpy(out + size_t(r) * row_bytes + L.half_offset(k), in + L.half_place(k, r), 2);
+            for (int r = 0; r < kRows; ++r) {
+                std::memcpy(out + size_t(r) * row_bytes + L.half_offset(k), in + L.half_place(k, r), 2);
+            }
         }
         for (size_t d0 = 0; d0 < L.places(); d0 += 16) {
             const size_t count = std::min<size_t>(16, L.places() - d0);

@@ -431,7 +431,6 @@ QLLM_VECTOR_CLONES void kv_to_float(const uint16_t* k_cache, const uint16_t* v_c
     std::fill(kv.k.begin() + n_pos * head_dim, kv.k.end(), 0.0f);
 }
 
-
 // Lane p of the result = the sum of v[p]'s 16 lanes in the reference's pairwise order (lane
 // j += lane j + w, for w = 8, 4, 2, 1). Each level adds the two halves of every position's
 // partial sums and packs two vectors into one, so 16 sums take 15 additions, not 240.
@@ -583,7 +582,6 @@ template <int kVectors, int kHeads = (kVectors > 0 ? std::max(1, 16 / kVectors) 
         }
     }
 }
-
 
 int64_t attention_scratch(const AttentionParams& p, int64_t n_pos) {
     // The value sums of the heads done together take 16 lanes of at most 16 vectors of 16 floats
