@@ -63,11 +63,11 @@ struct TensorInfo {
     std::string shape_string() const;  // e.g. "[64, 512]"
 };
 
-// A parsed, validated GGUF file. Every number in it has been checked against the file size.
 // Gives the mapped file pages under [data, data + bytes) back to the page cache, so that they no
 // longer count in the process's memory (a hint; they are read again if touched).
 void release_mapped_pages(const void* data, size_t bytes);
 
+// A parsed, validated GGUF file. Every number in it has been checked against the file size.
 class File {
 public:
     explicit File(const std::string& path);

@@ -3,7 +3,6 @@
 // over OpenMP threads and drops the source pages it has read.
 #include "quant/quantize.h"
 
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
