@@ -16,7 +16,7 @@ double measure_read_bandwidth(size_t bytes) {
     const size_t n = std::max(bytes / sizeof(uint64_t), kLine) / kLine * kLine;
     std::vector<uint64_t> buffer(n + kAhead, 1);
     double best = 0;
-    for (int pass = 0; pass < 3; ++pass) {
+    for (int pass = 0; pass < 5; ++pass) {
         const auto t0 = std::chrono::steady_clock::now();
         uint64_t sum = 0;
 #pragma omp parallel for reduction(+ : sum) schedule(static)

@@ -5,7 +5,7 @@
 
 namespace qllm {
 
-// Best of three passes summing a buffer of `bytes` with every thread, prefetching ahead as the
+// Best of five passes summing a buffer of `bytes` with every thread, prefetching ahead as the
 // matrix-vector products do. In bytes per second.
 double measure_read_bandwidth(size_t bytes = size_t(512) << 20);
 
