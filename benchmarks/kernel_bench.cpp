@@ -192,7 +192,7 @@ void register_all() {
 #endif
     const TensorType formats[] = {TensorType::F16,  TensorType::BF16, TensorType::Q8_0, TensorType::Q8_0_R16, TensorType::Q4_0, TensorType::Q4_0_R16,
                                   TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::IQ4_NL,
-                                  TensorType::Q2_K, TensorType::Q2_K_R16, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q4_K_R16, TensorType::Q5_K, TensorType::Q5_K_R16,
+                                  TensorType::Q2_K, TensorType::Q2_K_R16, TensorType::Q3_K, TensorType::Q3_K_R16, TensorType::Q4_K, TensorType::Q4_K_R16, TensorType::Q5_K, TensorType::Q5_K_R16,
                                   TensorType::Q6_K, TensorType::Q6_K_R16};
     struct Shape { int64_t rows, cols, tokens; };
     const Shape shapes[] = {{4096, 4096, 1}, {11008, 4096, 1}, {4096, 4096, 512}};

@@ -113,6 +113,18 @@ struct BlockQ3_K {
 };
 static_assert(sizeof(BlockQ3_K) == 110);
 
+// Q3_K_R16, an in-memory layout of 16 Q3_K rows: per super-block the 16 rows' d, then dword k of
+// each row's scales, hmask and qs (laid out as Q4_0_R16), the scales first as the kernel reads
+// them first. hmask dword 4p + t holds the third bits of the values whose low bits qs dwords
+// 4p + t (first half) and 8 + 4p + t (second) hold.
+struct BlockQ3_Kx16 {
+    f16_t d[16];
+    uint8_t scales[3][16][4];
+    uint8_t hmask[8][16][4];
+    uint8_t qs[16][16][4];
+};
+static_assert(sizeof(BlockQ3_Kx16) == 16 * sizeof(BlockQ3_K));
+
 // Q4_K: 8 sub-blocks of 32. x = d * sc[s] * q - dmin * mn[s], q in 0..15. Six-bit sc/mn: for
 // s < 4 the low 6 bits of scales[s] / scales[s+4]; for s >= 4 the low / high nibble of
 // scales[s+4] plus the top 2 bits of scales[s-4] / scales[s]. qs: each 32-byte group holds 64

@@ -40,14 +40,20 @@ constexpr size_t q6_k_dword_at(size_t place) {
     return part == 0 ? 16 * h + j : part == 1 ? 16 * h + 8 + j : 32 + 8 * h + j;
 }
 
+// Q3_K_R16 puts the scales (block dwords 24-26) before hmask and qs, in the order its kernel reads.
+constexpr size_t q3_k_dword_at(size_t place) { return place < 3 ? 24 + place : place - 3; }
+
 inline constexpr Interleave kQ4_0Layout{kQK, sizeof(BlockQ4_0), 2, sizeof(BlockQ4_0)};
 inline constexpr Interleave kQ8_0Layout{kQK, sizeof(BlockQ8_0), 2, sizeof(BlockQ8_0)};
 inline constexpr Interleave kQ2_KLayout{kQK_K, sizeof(BlockQ2_K), 0, offsetof(BlockQ2_K, d)};
+inline constexpr Interleave kQ3_KLayout{kQK_K, sizeof(BlockQ3_K), 0, offsetof(BlockQ3_K, d), q3_k_dword_at};
 inline constexpr Interleave kQ4_KLayout{kQK_K, sizeof(BlockQ4_K), 4, sizeof(BlockQ4_K)};
 inline constexpr Interleave kQ5_KLayout{kQK_K, sizeof(BlockQ5_K), 4, sizeof(BlockQ5_K)};
 inline constexpr Interleave kQ6_KLayout{kQK_K, sizeof(BlockQ6_K), 0, offsetof(BlockQ6_K, d), q6_k_dword_at};
 
 static_assert(kQ2_KLayout.half_offset(1) == offsetof(BlockQ2_K, dmin));
+static_assert(kQ3_KLayout.half_offset(0) == offsetof(BlockQ3_K, d));
+static_assert(kQ3_KLayout.dword_place(26, 15) + 4 == sizeof(BlockQ3_Kx16));
 static_assert(kQ4_KLayout.half_offset(1) == offsetof(BlockQ4_K, dmin));
 static_assert(kQ6_KLayout.half_offset(0) == offsetof(BlockQ6_K, d));
 static_assert(kQ4_0Layout.dword_place(3, 15) + 4 == sizeof(BlockQ4_0x16));

@@ -81,6 +81,7 @@ TraitsTable make_table() {
     interleaved(T::Q4_0_R16, "q4_0_r16", T::Q4_0, ref::q4_0_r16_vec_dot_rows, ref::q4_0_r16_repack);
     interleaved(T::Q8_0_R16, "q8_0_r16", T::Q8_0, ref::q8_0_r16_vec_dot_rows, ref::q8_0_r16_repack);
     interleaved(T::Q2_K_R16, "q2_K_r16", T::Q2_K, ref::q2_k_r16_vec_dot_rows, ref::q2_k_r16_repack);
+    interleaved(T::Q3_K_R16, "q3_K_r16", T::Q3_K, ref::q3_k_r16_vec_dot_rows, ref::q3_k_r16_repack);
     interleaved(T::Q4_K_R16, "q4_K_r16", T::Q4_K, ref::q4_k_r16_vec_dot_rows, ref::q4_k_r16_repack);
     interleaved(T::Q5_K_R16, "q5_K_r16", T::Q5_K, ref::q5_k_r16_vec_dot_rows, ref::q5_k_r16_repack);
     interleaved(T::Q6_K_R16, "q6_K_r16", T::Q6_K, ref::q6_k_r16_vec_dot_rows, ref::q6_k_r16_repack);

@@ -19,8 +19,9 @@ enum class TensorType : uint32_t {
     TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
     // In memory only: rows interleaved in groups of 16 (kernels/blocks.h).
     Q4_0_R16 = 40, Q4_K_R16 = 41, Q8_0_R16 = 42, Q6_K_R16 = 43, Q5_K_R16 = 44, Q2_K_R16 = 45,
+    Q3_K_R16 = 46,
 };
-inline constexpr uint32_t kTensorTypeCount = 46;
+inline constexpr uint32_t kTensorTypeCount = 47;
 
 // Kernel signatures. `n` is the number of values (a multiple of block_size).
 using ToFloatFn = void (*)(const void* src, float* dst, int64_t n);

@@ -1,4 +1,4 @@
-// Interleaved weight layouts (Q4_0_R16, Q8_0_R16, Q2_K_R16, Q4_K_R16, Q5_K_R16, Q6_K_R16) against the plain
+// Interleaved weight layouts (Q4_0_R16, Q8_0_R16, Q2_K_R16, Q3_K_R16, Q4_K_R16, Q5_K_R16, Q6_K_R16) against the plain
 // rows they are built from: the reference row kernel bit for bit, each ISA's row kernel within
 // float rounding, each ISA's GEMM bit for bit with the plain format's GEMM (both build the same
 // tiles); and loading a model repacks.
@@ -69,6 +69,7 @@ struct Case {
 const Case kCases[] = {{T::Q4_0, T::Q4_0_R16, 2048 + 96, "Q4_0"},
                        {T::Q8_0, T::Q8_0_R16, 2048 + 96, "Q8_0"},
                        {T::Q2_K, T::Q2_K_R16, 2048 + 256, "Q2_K"},
+                       {T::Q3_K, T::Q3_K_R16, 2048 + 256, "Q3_K_M"},
                        {T::Q4_K, T::Q4_K_R16, 2048 + 256, "Q4_K_M"},
                        {T::Q5_K, T::Q5_K_R16, 2048 + 256, "Q5_K_M"},
                        {T::Q6_K, T::Q6_K_R16, 2048 + 256, "Q6_K"}};

@@ -49,6 +49,8 @@ void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 void q4_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q5_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q5_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
+void q3_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
+void q3_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 void q6_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group);
 void q6_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out);
 

@@ -76,6 +76,12 @@ void q2_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group)
 void q2_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
     vec_dot_rows16<kQ2_KLayout, q2_k_vec_dot>(n, x, x_row_bytes, n_rows, y, out);
 }
+void q3_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
+    repack16<kQ3_KLayout>(rows, row_bytes, n, group);
+}
+void q3_k_r16_vec_dot_rows(int64_t n, const void* x, size_t x_row_bytes, int64_t n_rows, const void* y, float* out) {
+    vec_dot_rows16<kQ3_KLayout, q3_k_vec_dot>(n, x, x_row_bytes, n_rows, y, out);
+}
 void q4_k_r16_repack(const void* rows, size_t row_bytes, int64_t n, void* group) {
     repack16<kQ4_KLayout>(rows, row_bytes, n, group);
 }

@@ -596,6 +596,7 @@ void ungroup(const void* group, int64_t n, void* rows, size_t row_bytes) {
 void rows_of_group(TensorType layout, const void* group, int64_t n, void* rows, size_t row_bytes) {
     switch (layout) {
         case TensorType::Q2_K_R16: return ungroup<kQ2_KLayout>(group, n, rows, row_bytes);
+        case TensorType::Q3_K_R16: return ungroup<kQ3_KLayout>(group, n, rows, row_bytes);
         case TensorType::Q4_K_R16: return ungroup<kQ4_KLayout>(group, n, rows, row_bytes);
         case TensorType::Q5_K_R16: return ungroup<kQ5_KLayout>(group, n, rows, row_bytes);
         case TensorType::Q6_K_R16: return ungroup<kQ6_KLayout>(group, n, rows, row_bytes);
@@ -673,6 +674,7 @@ void register_avx512_gemm(TraitsTable& t) {
     t[size_t(TensorType::Q2_K)].gemm = gemm256<TensorType::Q2_K>;
     t[size_t(TensorType::Q2_K_R16)].gemm = gemm256<TensorType::Q2_K, TensorType::Q2_K_R16>;
     t[size_t(TensorType::Q3_K)].gemm = gemm256<TensorType::Q3_K>;
+    t[size_t(TensorType::Q3_K_R16)].gemm = gemm256<TensorType::Q3_K, TensorType::Q3_K_R16>;
     t[size_t(TensorType::Q4_K)].gemm = gemm256<TensorType::Q4_K>;
     t[size_t(TensorType::Q4_K_R16)].gemm = gemm256<TensorType::Q4_K, TensorType::Q4_K_R16>;
     t[size_t(TensorType::Q5_K)].gemm = gemm256<TensorType::Q5_K>;

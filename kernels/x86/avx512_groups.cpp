@@ -1,5 +1,5 @@
 // AVX-512 + VNNI row kernels of the interleaved in-memory layouts (Q4_0_R16, Q8_0_R16, Q2_K_R16,
-// Q4_K_R16, Q5_K_R16, Q6_K_R16; kernels/blocks.h): token generation over weights that the model
+// Q3_K_R16, Q4_K_R16, Q5_K_R16, Q6_K_R16; kernels/blocks.h): token generation over weights that the model
 // loader repacked (src/model/repack.cpp). Each 64-byte load holds one dword of each of 16 rows, so
 // every lane of a vector is one row: no byte gathering and no horizontal sums. Integer sums are
 // exact; results differ from the plain formats' vec_dot only in float rounding.
@@ -308,14 +308,28 @@ inline __m512i select_nibbles(__m512i low, __m512i high) {
     return _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0F), low, high, 0xCA);
 }
 
-// Sub-block s of the super-block against y, times its scale: 4 dwords of levels.
+// Sub-block kSub (of 16 values) of the super-block against y, times its signed 8-bit scale
+// (byte kSub % 4 of scale_dwords[kSub / 4]), added to sum: 4 dwords of levels.
 template <int kSub>
-inline __m512i q6_k_scaled(const __m512i (&levels)[4], const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i sum) {
+inline __m512i add_scaled_sub_block(const __m512i (&levels)[4], const BlockQ8_K& y, const __m512i (&scale_dwords)[4],
+                                    __m512i sum) {
     __m512i dot = _mm512_setzero_si512();
     for (int k = 0; k < 4; ++k) {
         dot = _mm512_dpbusd_epi32(dot, levels[k], _mm512_set1_epi32(int(load_u32(y.qs + 16 * kSub + 4 * k))));
     }
     return _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, dword_byte_signed<kSub % 4>(scale_dwords[kSub / 4])));
+}
+
+// The sum over the 16 sub-blocks of scale * (sub-block activation sum), for levels stored as
+// value + offset: offset times this comes off the products.
+inline __m512i scaled_block_sums(const __m512i (&scale_dwords)[4], const BlockQ8_K& y) {
+    __m512i sums = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {
+        sums = _mm512_dpwssd_epi32(sums, dword_pair_signed<0>(scale_dwords[k]), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
+        sums = _mm512_dpwssd_epi32(sums, dword_pair_signed<2>(scale_dwords[k]),
+                                   _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
+    }
+    return sums;
 }
 
 // The 16 sub-blocks of half h (values 128h .. 128h + 127): sub-block 8h + 2i + jj holds quarter
@@ -337,15 +351,15 @@ inline __m512i q6_k_half(const BlockQ6_Kx16& x, const BlockQ8_K& y, const __m512
             q[3][k] = select_nibbles(_mm512_srli_epi16(b, 4), h23);
         }
         if (jj == 0) {
-            sum = q6_k_scaled<8 * h + 0>(q[0], y, scale_dwords, sum);
-            sum = q6_k_scaled<8 * h + 2>(q[1], y, scale_dwords, sum);
-            sum = q6_k_scaled<8 * h + 4>(q[2], y, scale_dwords, sum);
-            sum = q6_k_scaled<8 * h + 6>(q[3], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 0>(q[0], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 2>(q[1], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 4>(q[2], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 6>(q[3], y, scale_dwords, sum);
         } else {
-            sum = q6_k_scaled<8 * h + 1>(q[0], y, scale_dwords, sum);
-            sum = q6_k_scaled<8 * h + 3>(q[1], y, scale_dwords, sum);
-            sum = q6_k_scaled<8 * h + 5>(q[2], y, scale_dwords, sum);
-            sum = q6_k_scaled<8 * h + 7>(q[3], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 1>(q[0], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 3>(q[1], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 5>(q[2], y, scale_dwords, sum);
+            sum = add_scaled_sub_block<8 * h + 7>(q[3], y, scale_dwords, sum);
         }
     }
     return sum;
@@ -361,16 +375,75 @@ void q6_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
             const BlockQ6_Kx16& x = xs[i];
             const BlockQ8_K& y = ys[i];
             const __m512i scale_dwords[4] = {load64(x.scales[0]), load64(x.scales[1]), load64(x.scales[2]), load64(x.scales[3])};
-            __m512i offsets = _mm512_setzero_si512();  // sum of scale * (sub-block activation sum)
-            for (int k = 0; k < 4; ++k) {
-                offsets = _mm512_dpwssd_epi32(offsets, dword_pair_signed<0>(scale_dwords[k]),
-                                              _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
-                offsets = _mm512_dpwssd_epi32(offsets, dword_pair_signed<2>(scale_dwords[k]),
-                                              _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
-            }
             __m512i sum = q6_k_half<0>(x, y, scale_dwords, _mm512_setzero_si512());
             sum = q6_k_half<1>(x, y, scale_dwords, sum);
-            sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(offsets, 5));
+            sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 5));
+            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
+            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+        }
+        _mm512_mask_storeu_ps(out + r0, group_rows(n_rows - r0), acc);
+    }
+}
+
+// ---- Q3_K_R16: 16 Q3_K rows interleaved ----
+//
+// Per half h, qs dword 8h + 4p + t holds in bit pair j the low bits of values 128h + 32j + 16p +
+// 4t + 0..3 (sub-block 8h + 2j + p), as in Q2_K_R16; their third bits are bit 4h + j of the
+// bytes of hmask dword 4p + t. Levels are value + 4 (a set third bit adds 4 to the low bits), and
+// 4 * scale * (sub-block activation sum) comes off as Q6_K_R16's 32 * ... does. The 6-bit scales
+// are unpacked once per super-block into Q6_K_R16's form: signed bytes in sub-block order.
+
+// Vector k: the scales of sub-blocks 4k..4k+3 of each row in its bytes, minus 32. Sub-blocks 0-3
+// (8-11) have the low (high) nibbles of scale bytes 0-3, 4-7 (12-15) those of bytes 4-7; the top
+// 2 bits of all 16 are the bit pairs 0, 1, 2, 3 of bytes 8-11.
+inline void q3_k_scale_dwords(const BlockQ3_Kx16& x, __m512i (&out)[4]) {
+    const __m512i first = load64(x.scales[0]), second = load64(x.scales[1]), top = load64(x.scales[2]);
+    const __m512i low4 = _mm512_set1_epi8(0x0F), top2 = _mm512_set1_epi8(0x30), bias = _mm512_set1_epi8(32);
+    auto scales = [&](__m512i nibbles, __m512i top_bits) {
+        return _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(nibbles, low4), _mm512_and_si512(top_bits, top2)), bias);
+    };
+    out[0] = scales(first, _mm512_slli_epi16(top, 4));
+    out[1] = scales(second, _mm512_slli_epi16(top, 2));
+    out[2] = scales(_mm512_srli_epi16(first, 4), top);
+    out[3] = scales(_mm512_srli_epi16(second, 4), _mm512_srli_epi16(top, 2));
+}
+
+// The four sub-blocks 8h + 2j + p (j = 0..3) from qs dwords 8h + 4p + t (t = 0..3).
+template <int h, int p>
+inline __m512i q3_k_quarter(const BlockQ3_Kx16& x, const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i sum) {
+    const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    prefetch_quarter(x, 2 * h + p);
+    __m512i levels[4][4];  // bit pair j, dword t
+    for (int t = 0; t < 4; ++t) {
+        const __m512i q = load64(x.qs[8 * h + 4 * p + t]), third_bits = load64(x.hmask[4 * p + t]);
+        for (int j = 0; j < 4; ++j) {
+            const __m512i low = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), low2);
+            const __mmask64 set = _mm512_test_epi8_mask(third_bits, _mm512_set1_epi8(char(1 << (4 * h + j))));
+            levels[j][t] = _mm512_mask_add_epi8(low, set, low, four);
+        }
+    }
+    sum = add_scaled_sub_block<8 * h + p>(levels[0], y, scale_dwords, sum);
+    sum = add_scaled_sub_block<8 * h + 2 + p>(levels[1], y, scale_dwords, sum);
+    sum = add_scaled_sub_block<8 * h + 4 + p>(levels[2], y, scale_dwords, sum);
+    return add_scaled_sub_block<8 * h + 6 + p>(levels[3], y, scale_dwords, sum);
+}
+
+void q3_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    const int64_t nb = n / kQK_K;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
+        const auto* xs = reinterpret_cast<const BlockQ3_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < nb; ++i) {
+            const BlockQ3_Kx16& x = xs[i];
+            const BlockQ8_K& y = ys[i];
+            __m512i scale_dwords[4];
+            q3_k_scale_dwords(x, scale_dwords);
+            __m512i sum = q3_k_quarter<0, 0>(x, y, scale_dwords, _mm512_setzero_si512());
+            sum = q3_k_quarter<0, 1>(x, y, scale_dwords, sum);
+            sum = q3_k_quarter<1, 0>(x, y, scale_dwords, sum);
+            sum = q3_k_quarter<1, 1>(x, y, scale_dwords, sum);
+            sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 2));
             const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
             acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
         }
@@ -387,6 +460,7 @@ void register_group_kernels(TraitsTable& t) {
     row(TensorType::Q4_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ4_0x16, 8>;
     row(TensorType::Q8_0_R16).vec_dot_rows = r16_vec_dot_rows<BlockQ8_0x16, 128>;
     row(TensorType::Q2_K_R16).vec_dot_rows = q2_k_r16_vec_dot_rows;
+    row(TensorType::Q3_K_R16).vec_dot_rows = q3_k_r16_vec_dot_rows;
     row(TensorType::Q4_K_R16).vec_dot_rows = k4_r16_vec_dot_rows<BlockQ4_Kx16>;
     row(TensorType::Q5_K_R16).vec_dot_rows = k4_r16_vec_dot_rows<BlockQ5_Kx16>;
     row(TensorType::Q6_K_R16).vec_dot_rows = q6_k_r16_vec_dot_rows;
