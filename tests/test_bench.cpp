@@ -126,6 +126,11 @@ TEST(Bench, JsonUsesLlamaBenchFieldNames) {
     EXPECT_EQ(rows[1]["n_prompt"], 0);
     EXPECT_EQ(rows[1]["n_gen"], 16);
     EXPECT_TRUE(rows[1].contains("weights_gbps")) << "generation is also reported as bandwidth";
+    // ... against the bandwidth probed before each of its repetitions (the mean of the ratios).
+    const double gbps = rows[1].value("weights_gbps", 0.0), probe = rows[1].value("machine_read_gbps", 0.0);
+    EXPECT_GT(probe, 0.0);
+    EXPECT_NEAR(rows[1].value("bandwidth_fraction", 0.0), gbps / probe, 0.5 * gbps / probe);
+    EXPECT_FALSE(rows[0].contains("machine_read_gbps")) << "prompt rows are not judged against it";
 }
 
 TEST(Bench, JsonlIsOneObjectPerLine) {

@@ -1,7 +1,7 @@
 // qllm bench: llama-bench's two tests, ppP (one forward pass over P prompt tokens) and tgN
 // (N single-token steps), as mean ± sd tokens/s over -r repetitions, from an empty cache or
 // (-d D, "@ dD") after D tokens already in it. Token generation is also reported as weight
-// bandwidth and a fraction of the machine's.
+// bandwidth and a fraction of the machine's, probed before each repetition.
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -48,7 +48,8 @@ struct Row {
     double bpw = 0;
     int threads = 0, n_prompt = 0, n_gen = 0, n_depth = 0;
     std::vector<double> samples_ns;  // one per repetition
-    double gbps = 0, bw_frac = 0;  // tg only
+    double gbps = 0, bw_frac = 0;  // tg only: weight GB/s, and its mean fraction of the probes
+    std::vector<double> probes;    // tg only: GB/s read by the probe before each repetition
     double kl = -1;                // --sweep -f: mean KL(source || this level); < 0: not measured
 
     std::vector<double> samples_ts() const {
@@ -132,7 +133,11 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 
 // Nanoseconds of each repetition (after one warm-up run) of either test, each after n_depth
 // tokens are put in the cache (not timed).
-std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n_depth, int reps) {
+// The time of each repetition, in ns. With `probes`, the machine's read bandwidth (GB/s) is also
+// measured just before each one, so that a generation test can be judged against the bandwidth
+// the shared host gave at that moment.
+std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n_depth, int reps,
+                              std::vector<double>* probes = nullptr) {
     const int64_t n_vocab = model.hparams().n_vocab;
     std::vector<TokenId> tokens(size_t(n_depth) + size_t(std::max(n_prompt, 1)));
     uint64_t state = 12345;
@@ -146,6 +151,7 @@ std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n
     for (int rep = -1; rep < reps; ++rep) {
         ctx.reset();
         if (n_depth > 0) ctx.eval(depth, false);
+        if (probes && rep >= 0) probes->push_back(measure_read_bandwidth() / 1e9);
         const auto t0 = Clock::now();
         if (n_prompt > 0) {
             ctx.eval(rest.first(size_t(n_prompt)), false);
@@ -160,7 +166,7 @@ std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n
 }
 
 // Every field of a row; optional ones are left out when not measured.
-nlohmann::ordered_json row_json(const Row& r, const std::string& isa, double bandwidth) {
+nlohmann::ordered_json row_json(const Row& r, const std::string& isa) {
     const auto [avg_ns, stddev_ns] = mean_sd(r.samples_ns);
     const auto samples_ts = r.samples_ts();
     const auto [avg_ts, stddev_ts] = mean_sd(samples_ts);
@@ -175,8 +181,8 @@ nlohmann::ordered_json row_json(const Row& r, const std::string& isa, double ban
         {"avg_ts", avg_ts},             {"stddev_ts", stddev_ts},
         {"samples_ns", samples_ns},   {"samples_ts", samples_ts},
     };
-    if (bandwidth > 0) j["machine_read_gbps"] = bandwidth;
     if (r.gbps > 0) {
+        j["machine_read_gbps"] = mean_sd(r.probes).first;
         j["weights_gbps"] = r.gbps;
         j["bandwidth_fraction"] = r.bw_frac;
     }
@@ -217,7 +223,7 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
     if (format == "json" || format == "jsonl") {
         nlohmann::ordered_json all = nlohmann::ordered_json::array();
         for (const auto& r : rows) {
-            const auto j = row_json(r, isa, bandwidth);
+            const auto j = row_json(r, isa);
             if (format == "jsonl") fmt::print("{}\n", j.dump());
             all.push_back(j);
         }
@@ -235,7 +241,7 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
         for (const char* c : columns) line += (line.empty() ? "" : ",") + std::string(c);
         fmt::print("{}\n", line);
         for (const auto& r : rows) {
-            const auto j = row_json(r, isa, bandwidth);
+            const auto j = row_json(r, isa);
             line.clear();
             for (const char* c : columns) {
                 line += (line.empty() ? "" : ",") + csv_cell(j.contains(c) ? j[c] : nlohmann::ordered_json());
@@ -245,16 +251,17 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
         return;
     }
     if (bandwidth > 0) {
-        fmt::print("machine read bandwidth: {:.1f} GB/s (best probe, one before each generation test)\n\n",
+        fmt::print("machine read bandwidth: up to {:.1f} GB/s (probed before each generation repetition)\n\n",
                    bandwidth);
     }
     const bool with_kl = std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.kl >= 0; });
-    fmt::print("| model | type | size | params | bpw | threads | isa | test | t/s | GB/s | % bw |{}\n",
+    fmt::print("| model | type | size | params | bpw | threads | isa | test | t/s | GB/s | probe GB/s | % bw |{}\n",
                with_kl ? " KL vs source |" : "");
-    fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|{}\n", with_kl ? "---:|" : "");
+    fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|{}\n", with_kl ? "---:|" : "");
     for (const auto& r : rows) {
         const auto [mean, sd] = mean_sd(r.samples_ts());
-        const std::string bw = r.gbps > 0 ? fmt::format("{:.1f} | {:.0f}%", r.gbps, 100 * r.bw_frac) : " | ";
+        const std::string bw =
+            r.gbps > 0 ? fmt::format("{:.1f} | {:.1f} | {:.0f}%", r.gbps, mean_sd(r.probes).first, 100 * r.bw_frac) : " |  | ";
         const std::string kl = !with_kl ? "" : r.kl >= 0 ? fmt::format(" {:.5f} |", r.kl) : " |";
         fmt::print("| {} | {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n", md_cell(r.name),
                    r.type, human_size(r.size), double(r.params) / 1e6, r.bpw, r.threads, isa, r.test, mean, sd, bw, kl);
@@ -328,9 +335,9 @@ int bench(const BenchOptions& opt) {
     auto threads = opt.threads.empty() ? std::vector<int>{default_threads()} : split_ints(opt.threads, "-t");
     install_interrupt_handler();
 
-    // The probe serves the generation rows only. On a shared host one reading can fall far below
-    // what the machine gives, so it runs before every generation test and the best reading of
-    // the whole run is the yardstick of every row.
+    // The probe serves the generation rows only. On a shared host the bandwidth changes from one
+    // minute to the next, so it runs before every repetition of a generation test, and each
+    // repetition is judged against the reading just before it. The best reading is shown.
     double bandwidth = 0;
     std::vector<Row> rows;
     std::vector<TokenId> quality_tokens;
@@ -374,11 +381,13 @@ int bench(const BenchOptions& opt) {
                          (n_depth > 0 ? fmt::format(" @ d{}", n_depth) : "");
                 r.kl = kl;
                 fmt::print(stderr, "qllm: {} {} t={}...\n", path, r.test, t);
-                if (n_prompt == 0) bandwidth = std::max(bandwidth, measure_read_bandwidth() / 1e9);
-                r.samples_ns = time_test(*model, n_prompt, n_gen, n_depth, opt.repetitions);
+                r.samples_ns = time_test(*model, n_prompt, n_gen, n_depth, opt.repetitions, n_prompt == 0 ? &r.probes : nullptr);
                 if (n_prompt == 0) {
                     // Every weight is read once per token (the cache, read too, is left out).
-                    r.gbps = mean_sd(r.samples_ts()).first * double(bytes) / 1e9;
+                    const auto ts = r.samples_ts();
+                    r.gbps = mean_sd(ts).first * double(bytes) / 1e9;
+                    for (size_t i = 0; i < ts.size(); ++i) r.bw_frac += ts[i] * double(bytes) / 1e9 / r.probes[i] / double(ts.size());
+                    bandwidth = std::max(bandwidth, *std::max_element(r.probes.begin(), r.probes.end()));
                 }
                 rows.push_back(r);
             };
@@ -388,7 +397,6 @@ int bench(const BenchOptions& opt) {
             }
         }
     }
-    for (auto& r : rows) if (r.gbps > 0) r.bw_frac = r.gbps / bandwidth;
     if (sweep) {  // one table sorted by size, the source last
         std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.size < b.size; });
     }
