@@ -212,7 +212,8 @@ void k4_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
 //
 // Per half h of 128 values, qs dword 8h + 4p + t holds in bit pair j the levels of values
 // 128h + 32j + 16p + 4t + 0..3, sub-block 8h + 2j + p: each loaded dword serves 4 sub-blocks,
-// one shift and one mask each. Sub-block scales (low nibbles) by vpmulld, minimums (high
+// one mask each: pair j is used in place, as 4^j times its level, and each pair's total is
+// shifted down once per super-block. Sub-block scales (low nibbles) by vpmulld, minimums (high
 // nibbles) by vpdpwssd against pairs of activation sums.
 
 // Byte k of each dword in its low byte, for a k known only at run time.
@@ -230,7 +231,7 @@ inline __m512i dword_byte(__m512i v, int k) {
 void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
     const auto* ys = static_cast<const BlockQ8_K*>(vy);
     const int64_t nb = n / kQK_K;
-    const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+    const __m512i low4 = _mm512_set1_epi8(0x0F);
     for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
         const auto* xs = reinterpret_cast<const BlockQ2_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
         __m512 acc = _mm512_setzero_ps();
@@ -245,7 +246,8 @@ void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
                 mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
                 mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
             }
-            __m512i sum = _mm512_setzero_si512();
+            // sums[j]: the bit pair j products, 4^j times (the levels are used in place, unshifted).
+            __m512i sums[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
             for (int h = 0; h < 2; ++h) {
                 for (int p = 0; p < 2; ++p) {
                     prefetch_quarter(x, 2 * h + p);
@@ -253,17 +255,19 @@ void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
                     for (int t = 0; t < 4; ++t) {
                         const __m512i q = load64(x.qs[8 * h + 4 * p + t]);
                         for (int j = 0; j < 4; ++j) {
-                            const __m512i levels = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), low2);
+                            const __m512i levels = _mm512_and_si512(q, _mm512_set1_epi8(char(3 << (2 * j))));
                             const int v = 128 * h + 32 * j + 16 * p + 4 * t;
                             dot[j] = _mm512_dpbusd_epi32(dot[j], levels, _mm512_set1_epi32(int(load_u32(y.qs + v))));
                         }
                     }
                     for (int j = 0; j < 4; ++j) {
                         const int sub = 8 * h + 2 * j + p;
-                        sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot[j], dword_byte(scales[sub / 4], sub % 4)));
+                        sums[j] = _mm512_add_epi32(sums[j], _mm512_mullo_epi32(dot[j], dword_byte(scales[sub / 4], sub % 4)));
                     }
                 }
             }
+            const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(sums[0], _mm512_srai_epi32(sums[1], 2)),
+                                                 _mm512_add_epi32(_mm512_srai_epi32(sums[2], 4), _mm512_srai_epi32(sums[3], 6)));
             const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
             const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-y.d));
             acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
@@ -308,8 +312,14 @@ inline __m512i select_nibbles(__m512i low, __m512i high) {
     return _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0F), low, high, 0xCA);
 }
 
-// Sub-block kSub (of 16 values) of the super-block against y, times its signed 8-bit scale
-// (byte kSub % 4 of scale_dwords[kSub / 4]), added to sum: 4 dwords of levels.
+// A sum of sub-block kSub (of 16 values) times its signed 8-bit scale, byte kSub % 4 of
+// scale_dwords[kSub / 4].
+template <int kSub>
+inline __m512i times_scale(__m512i dot, const __m512i (&scale_dwords)[4]) {
+    return _mm512_mullo_epi32(dot, dword_byte_signed<kSub % 4>(scale_dwords[kSub / 4]));
+}
+
+// Sub-block kSub of the super-block against y, times its scale, added to sum: 4 dwords of levels.
 template <int kSub>
 inline __m512i add_scaled_sub_block(const __m512i (&levels)[4], const BlockQ8_K& y, const __m512i (&scale_dwords)[4],
                                     __m512i sum) {
@@ -317,7 +327,7 @@ inline __m512i add_scaled_sub_block(const __m512i (&levels)[4], const BlockQ8_K&
     for (int k = 0; k < 4; ++k) {
         dot = _mm512_dpbusd_epi32(dot, levels[k], _mm512_set1_epi32(int(load_u32(y.qs + 16 * kSub + 4 * k))));
     }
-    return _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, dword_byte_signed<kSub % 4>(scale_dwords[kSub / 4])));
+    return _mm512_add_epi32(sum, times_scale<kSub>(dot, scale_dwords));
 }
 
 // The sum over the 16 sub-blocks of scale * (sub-block activation sum), for levels stored as
@@ -408,24 +418,28 @@ inline void q3_k_scale_dwords(const BlockQ3_Kx16& x, __m512i (&out)[4]) {
     out[3] = scales(_mm512_srli_epi16(second, 4), _mm512_srli_epi16(top, 2));
 }
 
-// The four sub-blocks 8h + 2j + p (j = 0..3) from qs dwords 8h + 4p + t (t = 0..3).
+// The four sub-blocks 8h + 2j + p (j = 0..3) from qs dwords 8h + 4p + t (t = 0..3), into
+// sums[0], sums[1] and sums[2] 1, 4 and 16 times: bit pairs 0-2 are used in place, unshifted,
+// and pair 3 shifted to where pair 2 is.
 template <int h, int p>
-inline __m512i q3_k_quarter(const BlockQ3_Kx16& x, const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i sum) {
-    const __m512i low2 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+inline void q3_k_quarter(const BlockQ3_Kx16& x, const BlockQ8_K& y, const __m512i (&scale_dwords)[4], __m512i (&sums)[3]) {
     prefetch_quarter(x, 2 * h + p);
-    __m512i levels[4][4];  // bit pair j, dword t
+    __m512i dot[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
     for (int t = 0; t < 4; ++t) {
         const __m512i q = load64(x.qs[8 * h + 4 * p + t]), third_bits = load64(x.hmask[4 * p + t]);
         for (int j = 0; j < 4; ++j) {
-            const __m512i low = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), low2);
+            const int place = j == 3 ? 4 : 2 * j;  // of the level's low bits in the byte
+            const __m512i low = _mm512_and_si512(j == 3 ? _mm512_srli_epi16(q, 2) : q, _mm512_set1_epi8(char(3 << place)));
             const __mmask64 set = _mm512_test_epi8_mask(third_bits, _mm512_set1_epi8(char(1 << (4 * h + j))));
-            levels[j][t] = _mm512_mask_add_epi8(low, set, low, four);
+            const __m512i levels = _mm512_mask_add_epi8(low, set, low, _mm512_set1_epi8(char(4 << place)));
+            const int v = 128 * h + 32 * j + 16 * p + 4 * t;
+            dot[j] = _mm512_dpbusd_epi32(dot[j], levels, _mm512_set1_epi32(int(load_u32(y.qs + v))));
         }
     }
-    sum = add_scaled_sub_block<8 * h + p>(levels[0], y, scale_dwords, sum);
-    sum = add_scaled_sub_block<8 * h + 2 + p>(levels[1], y, scale_dwords, sum);
-    sum = add_scaled_sub_block<8 * h + 4 + p>(levels[2], y, scale_dwords, sum);
-    return add_scaled_sub_block<8 * h + 6 + p>(levels[3], y, scale_dwords, sum);
+    sums[0] = _mm512_add_epi32(sums[0], times_scale<8 * h + p>(dot[0], scale_dwords));
+    sums[1] = _mm512_add_epi32(sums[1], times_scale<8 * h + 2 + p>(dot[1], scale_dwords));
+    sums[2] = _mm512_add_epi32(sums[2], _mm512_add_epi32(times_scale<8 * h + 4 + p>(dot[2], scale_dwords),
+                                                         times_scale<8 * h + 6 + p>(dot[3], scale_dwords)));
 }
 
 void q3_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
@@ -439,10 +453,12 @@ void q3_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_
             const BlockQ8_K& y = ys[i];
             __m512i scale_dwords[4];
             q3_k_scale_dwords(x, scale_dwords);
-            __m512i sum = q3_k_quarter<0, 0>(x, y, scale_dwords, _mm512_setzero_si512());
-            sum = q3_k_quarter<0, 1>(x, y, scale_dwords, sum);
-            sum = q3_k_quarter<1, 0>(x, y, scale_dwords, sum);
-            sum = q3_k_quarter<1, 1>(x, y, scale_dwords, sum);
+            __m512i sums[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+            q3_k_quarter<0, 0>(x, y, scale_dwords, sums);
+            q3_k_quarter<0, 1>(x, y, scale_dwords, sums);
+            q3_k_quarter<1, 0>(x, y, scale_dwords, sums);
+            q3_k_quarter<1, 1>(x, y, scale_dwords, sums);
+            __m512i sum = _mm512_add_epi32(sums[0], _mm512_add_epi32(_mm512_srai_epi32(sums[1], 2), _mm512_srai_epi32(sums[2], 4)));
             sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 2));
             const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
             acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
