@@ -23,6 +23,7 @@
 #endif
 
 #include "gguf/gguf.h"
+#include "kernels/types.h"
 #include "model/context.h"
 #include "support.h"
 
@@ -158,6 +159,32 @@ TEST(Limits, GenerationStopsCleanlyAtTheEndOfTheContext) {
     EXPECT_EQ(exact.exit_code, 0) << exact.err;
     EXPECT_EQ(generated_tokens(exact.err), 1) << exact.err;
     EXPECT_NE(exact.err.find("context full (5 tokens)"), std::string::npos) << exact.err;
+}
+
+// run repacks the weights (model/repack.h) only once the first token is out, so that repacking
+// does not delay it; with one token to generate, or --no-repack, it never does. The text is
+// the same either way.
+TEST(Limits, RunRepacksOnlyAfterTheFirstToken) {
+    if (!traits(uint32_t(TensorType::Q4_0_R16)).gemm) GTEST_SKIP() << "no interleaved layouts on this CPU";
+    const fs::path model = shared_dir() / "golden/synth-a-f16/Q4_0.gguf";
+    QLLM_REQUIRE_SHARED(model);
+    TempDir dir;
+    auto run = [&](const char* n, bool repack) {
+        std::vector<std::string> args = {"run", "-m", model.string(), "-p", "Once upon a time", "-n", n, "--temp", "0"};
+        if (!repack) args.push_back("--no-repack");
+        const Outcome o = run_qllm(dir, args);
+        EXPECT_EQ(o.exit_code, 0) << o.err;
+        return o;
+    };
+    const Outcome one = run("1", true), more = run("6", true), plain = run("6", false);
+    EXPECT_EQ(one.err.find("repack:"), std::string::npos) << one.err;
+    EXPECT_EQ(plain.err.find("repack:"), std::string::npos) << plain.err;
+    const size_t line = more.err.find("repack:");
+    ASSERT_NE(line, std::string::npos) << more.err;
+    EXPECT_NE(more.err.find("weights (after the first token)", line), std::string::npos) << more.err;
+    EXPECT_GT(std::stoi(more.err.substr(more.err.find('/', line) + 1)), 0) << more.err;
+    EXPECT_EQ(more.out, plain.out);
+    EXPECT_TRUE(more.out.starts_with(one.out)) << one.out << " / " << more.out;
 }
 
 TEST(Limits, InterruptPrintsTheTextAndTheSummaryAndExits130) {

@@ -244,10 +244,18 @@ std::unique_ptr<Model> Model::load(const std::string& path, Mode mode, bool repa
         }
     }
     model->weights_ = find_weights(f, model->hparams_, mode == Mode::Full);
-    if (mode == Mode::Full && repack) model->repacked_ = repack_weights(model->weights_);
+    model->full_ = mode == Mode::Full;
+    if (repack) model->repack();
     return model;
 } catch (const Error& e) {
     throw Error(one_line(e.what()));
+}
+
+int Model::repack() {
+    if (!full_ || repacked_) return 0;
+    int count = 0;
+    repacked_ = repack_weights(weights_, &count);
+    return count;
 }
 
 }  // namespace qllm

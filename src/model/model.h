@@ -111,6 +111,10 @@ public:
     static std::unique_ptr<Model> load(const std::string& path, Mode mode = Mode::Full, bool repack = true);
     ~Model();
 
+    // Repacks the weights now if load did not (Full mode only); the number of weights repacked.
+    // Not while a Context evaluates: the weights' views change.
+    int repack();
+
     const gguf::File& file() const { return *file_; }
     const Hparams& hparams() const { return hparams_; }
     const Weights& weights() const { return weights_; }
@@ -123,6 +127,7 @@ private:
     Weights weights_;
     std::unique_ptr<Tokenizer> tokenizer_;
     std::unique_ptr<RepackedWeights> repacked_;  // see model/repack.h
+    bool full_ = false;                          // loaded in Full mode
 };
 
 // llama.cpp's description of general.file_type ("Q4_K - Medium"), and a guess from tensor types.

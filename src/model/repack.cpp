@@ -34,7 +34,7 @@ RepackedWeights::~RepackedWeights() {
     if (memory_) munmap(memory_, bytes_);
 }
 
-std::unique_ptr<RepackedWeights> repack_weights(Weights& w) {
+std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count) {
     std::vector<TensorView*> candidates;
     if (w.output.data != w.token_embd.data) candidates.push_back(&w.output);
     for (LayerWeights& l : w.layers) {
@@ -50,6 +50,7 @@ std::unique_ptr<RepackedWeights> repack_weights(Weights& w) {
         jobs.push_back({v, *layout, bytes});
         bytes += (size_t(v->rows()) * v->row_bytes() + 63) / 64 * 64;
     }
+    *count = int(jobs.size());
     if (jobs.empty()) return {};
 
     void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
