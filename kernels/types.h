@@ -53,6 +53,7 @@ struct TypeTraits {
     TensorType vec_dot_type = TensorType::F32;  // the activation format vec_dot pairs with
     VecDotRowsFn vec_dot_rows = nullptr;  // optional: many rows, activation side prepared once (ISA tables only)
     GemmFn gemm = nullptr;              // optional: batches of tokens (the ISA tables only)
+    int64_t gemm_min_tokens = 16;       // shorter batches go through the row kernels instead
     // Interleaved layouts, built in memory from another type's rows and never read from or
     // written to files: rows come in groups of row_group, which take row_group * row_size bytes,
     // and only the row kernels (vec_dot_rows, gemm) read them, from a group's first row on.

@@ -20,13 +20,10 @@
 namespace qllm::ops {
 namespace {
 
-// Batches at least this long go through the format's GEMM kernel, if it has one; shorter ones
-// (token generation, short prompts) through the format's row kernel or one vec_dot per row and
-// token, which read each row once for all tokens and skip the GEMM's repacking: on
-// tinyllama-1.1b Q4_0 the vec_dot path ran ~27 tokens/s at any batch size, the GEMM 11 at 8
-// tokens, 18 at 16, 40 at 32.
-// Row chunks are multiples of kGemmRows.
-constexpr int64_t kGemmMinTokens = 16;
+// Batches of at least the format's gemm_min_tokens (kernels/types.h) go through its GEMM kernel,
+// if it has one; shorter ones (token generation, short prompts) through the format's row kernel
+// or one vec_dot per row and token, which read each row once for all tokens and skip the GEMM's
+// repacking. Row chunks are multiples of kGemmRows.
 constexpr size_t kPrefetchBytes = 4096;  // see rows_times_tokens
 constexpr int64_t kGemmRows = 16;
 constexpr int64_t kGemmMinChunk = 128;
@@ -223,7 +220,7 @@ int64_t omp_team() {
 #endif
 }
 
-bool uses_gemm(const TypeTraits& wt, int64_t n_tokens) { return wt.gemm != nullptr && n_tokens >= kGemmMinTokens; }
+bool uses_gemm(const TypeTraits& wt, int64_t n_tokens) { return wt.gemm != nullptr && n_tokens >= wt.gemm_min_tokens; }
 
 // Rows [0, rows) of w (w_row bytes each) against n_tokens activation rows: out[t * ld_out + r].
 void rows_times_tokens(const TypeTraits& wt, int64_t n_in, const uint8_t* w, size_t w_row, int64_t rows, const uint8_t* act,
