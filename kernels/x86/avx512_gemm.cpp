@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/blocks.h"
@@ -508,15 +509,16 @@ void tokens_f16(const float* tile, Pass pass, const float* x, float* out, int64_
 
 // ---- drivers: tiles of rows, tokens in groups of kTokens ----
 
-// Runs fn<T>(t0, out_t0) over all tokens: groups of kTokens, then of 4, then one by one.
+// Runs fn<T>(t0, out_t0) over all tokens: groups of kTokens, then the rest as one group (a
+// kernel instance per size), so that each tile is read once more at most: short batches (F16
+// goes through here from 6 tokens) and the end of long ones.
 template <int kTokens, typename Fn>
 void over_tokens(int64_t n_tok, float* out, int64_t ld_out, Fn&& fn) {
     int64_t t = 0;
     for (; t + kTokens <= n_tok; t += kTokens) fn(std::integral_constant<int, kTokens>{}, t, out + t * ld_out);
-    if constexpr (kTokens > 4) {
-        for (; t + 4 <= n_tok; t += 4) fn(std::integral_constant<int, 4>{}, t, out + t * ld_out);
-    }
-    for (; t < n_tok; ++t) fn(std::integral_constant<int, 1>{}, t, out + t * ld_out);
+    [&]<int... k>(std::integer_sequence<int, k...>) {
+        ((n_tok - t == k + 1 ? fn(std::integral_constant<int, k + 1>{}, t, out + t * ld_out) : void()), ...);
+    }(std::make_integer_sequence<int, kTokens - 1>{});
 }
 
 // Passes of `per_pass` blocks over n blocks.
