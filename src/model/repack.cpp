@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <optional>
 #include <vector>
 
@@ -59,18 +60,25 @@ std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count) {
     repacked->memory_ = memory;
     repacked->bytes_ = bytes;
 
-    // One weight after the other, its groups shared among the threads, and its pages in the file
-    // released as soon as it is done: resident memory stays near the file's size.
+    // One weight after the other, a few MiB of its rows at a time shared among the threads, and
+    // the file's pages of each piece released as soon as it is done: resident memory stays near
+    // the file's size, also when all of the file is in memory already (run repacks after the
+    // prompt), where releasing whole weights let it reach the file plus the largest weight.
+    constexpr size_t kPieceBytes = size_t(4) << 20;
     for (const Job& job : jobs) {
         TensorView& v = *job.view;
         const size_t row_bytes = v.row_bytes();
         const int64_t group = traits(job.layout).row_group;
+        const int64_t piece_rows = std::max<int64_t>(1, int64_t(kPieceBytes / (size_t(group) * row_bytes))) * group;
         uint8_t* out = static_cast<uint8_t*>(memory) + job.offset;
+        for (int64_t first = 0; first < v.rows(); first += piece_rows) {
+            const int64_t last = std::min(v.rows(), first + piece_rows);
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < v.rows(); r += group) {
-            traits(job.layout).repack(v.data + size_t(r) * row_bytes, row_bytes, v.ne[0], out + size_t(r) * row_bytes);
+            for (int64_t r = first; r < last; r += group) {
+                traits(job.layout).repack(v.data + size_t(r) * row_bytes, row_bytes, v.ne[0], out + size_t(r) * row_bytes);
+            }
+            gguf::release_mapped_pages(v.data + size_t(first) * row_bytes, size_t(last - first) * row_bytes);
         }
-        gguf::release_mapped_pages(v.data, size_t(v.rows()) * row_bytes);
         v.data = out;
         v.type = job.layout;
     }
