@@ -1,5 +1,6 @@
-// Weights rewritten once at load into an interleaved layout that this build's kernels read
-// faster (kernels/types.h: row_group, repack), as llama.cpp's CPU "repack" buffers do.
+// Weights rewritten once (at load, or later by Model::repack) into an interleaved layout that
+// this build's kernels read faster (kernels/types.h: row_group, repack), as llama.cpp's CPU
+// "repack" buffers do.
 #pragma once
 
 #include <cstddef>
