@@ -106,6 +106,19 @@ void r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_r
     }
 }
 
+// The frame of the K-quant layouts' row kernels: each group of 16 rows, one float lane per row,
+// super-block by super-block; block(x, y, i, acc) adds super-block i's products to acc.
+template <typename Group, typename Block>
+void k_group_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out, Block block) {
+    const auto* ys = static_cast<const BlockQ8_K*>(vy);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
+        const auto* xs = reinterpret_cast<const Group*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n / kQK_K; ++i) acc = block(xs[i], ys[i], i, acc);
+        _mm512_mask_storeu_ps(out + r0, group_rows(n_rows - r0), acc);
+    }
+}
+
 // ---- Q4_K_R16 and Q5_K_R16: 16 rows interleaved like Q4_0_R16 ----
 //
 // Per super-block and group: 32 loads, 64 masks, 64 vpdpbusd into one int32 sum per sub-block
@@ -155,57 +168,51 @@ void k4_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t 
     for (int64_t i = 0; i < nb; ++i) sums[size_t(i)] = q8_k_sums(ys[i]);
     const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(char(0xF0));
     const __m512i six = _mm512_set1_epi8(0x3F), top2 = _mm512_set1_epi8(0x30);
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const auto* xs = reinterpret_cast<const Group*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t i = 0; i < nb; ++i) {
-            const Group& x = xs[i];
-            const BlockQ8_K& y = ys[i];
-            // Bytes j of sc03/mn03 are scale/minimum j of each row, of sc47/mn47 j + 4 (see k4_scales_mins).
-            const __m512i w0 = load64(x.scales[0]), w1 = load64(x.scales[1]), w2 = load64(x.scales[2]);
-            const __m512i sc03 = _mm512_and_si512(w0, six), mn03 = _mm512_and_si512(w1, six);
-            const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(w2, low4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), top2));
-            const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), low4),
-                                                 _mm512_and_si512(_mm512_srli_epi32(w1, 2), top2));
-            const __m512i scales[8] = {dword_bytes<0, false>(sc03), dword_bytes<1, false>(sc03), dword_bytes<2, false>(sc03),
-                                       dword_bytes<3, false>(sc03), dword_bytes<0, false>(sc47), dword_bytes<1, false>(sc47),
-                                       dword_bytes<2, false>(sc47), dword_bytes<3, false>(sc47)};
-            __m512i low_sum = _mm512_setzero_si512(), high_sum = _mm512_setzero_si512();  // Q4_K high: 16 times
-            for (int c = 0; c < 4; ++c) {  // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
-                prefetch_quarter(x, c);
-                __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
-                for (int k = 0; k < 8; ++k) {
-                    const __m512i q = load64(x.qs[8 * c + k]);
-                    __m512i low_levels = _mm512_and_si512(q, low4), high_levels;
-                    if constexpr (kFifthBit) {  // bits 2c and 2c + 1 of qh byte l (dword k holds l = 4k..4k+3)
-                        const __m512i qh = load64(x.qh[k]), sixteen = _mm512_set1_epi8(16);
-                        high_levels = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
-                        low_levels = _mm512_mask_add_epi8(low_levels, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(char(1 << (2 * c)))),
-                                                          low_levels, sixteen);
-                        high_levels = _mm512_mask_add_epi8(high_levels, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(char(2 << (2 * c)))),
-                                                           high_levels, sixteen);
-                    } else {
-                        high_levels = _mm512_and_si512(q, high4);
-                    }
-                    low = _mm512_dpbusd_epi32(low, low_levels, _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 4 * k))));
-                    high = _mm512_dpbusd_epi32(high, high_levels, _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 32 + 4 * k))));
+    k_group_rows<Group>(n, vx, x_row_bytes, n_rows, vy, out, [&](const auto& x, const BlockQ8_K& y, int64_t i, __m512 acc) {
+        // Bytes j of sc03/mn03 are scale/minimum j of each row, of sc47/mn47 j + 4 (see k4_scales_mins).
+        const __m512i w0 = load64(x.scales[0]), w1 = load64(x.scales[1]), w2 = load64(x.scales[2]);
+        const __m512i sc03 = _mm512_and_si512(w0, six), mn03 = _mm512_and_si512(w1, six);
+        const __m512i sc47 = _mm512_or_si512(_mm512_and_si512(w2, low4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), top2));
+        const __m512i mn47 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), low4),
+                                             _mm512_and_si512(_mm512_srli_epi32(w1, 2), top2));
+        const __m512i scales[8] = {dword_bytes<0, false>(sc03), dword_bytes<1, false>(sc03), dword_bytes<2, false>(sc03),
+                                   dword_bytes<3, false>(sc03), dword_bytes<0, false>(sc47), dword_bytes<1, false>(sc47),
+                                   dword_bytes<2, false>(sc47), dword_bytes<3, false>(sc47)};
+        __m512i low_sum = _mm512_setzero_si512(), high_sum = _mm512_setzero_si512();  // Q4_K high: 16 times
+        for (int c = 0; c < 4; ++c) {  // 64 values: sub-blocks 2c (low nibbles) and 2c + 1 (high)
+            prefetch_quarter(x, c);
+            __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+            for (int k = 0; k < 8; ++k) {
+                const __m512i q = load64(x.qs[8 * c + k]);
+                __m512i low_levels = _mm512_and_si512(q, low4), high_levels;
+                if constexpr (kFifthBit) {  // bits 2c and 2c + 1 of qh byte l (dword k holds l = 4k..4k+3)
+                    const __m512i qh = load64(x.qh[k]), sixteen = _mm512_set1_epi8(16);
+                    high_levels = _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+                    low_levels = _mm512_mask_add_epi8(low_levels, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(char(1 << (2 * c)))),
+                                                      low_levels, sixteen);
+                    high_levels = _mm512_mask_add_epi8(high_levels, _mm512_test_epi8_mask(qh, _mm512_set1_epi8(char(2 << (2 * c)))),
+                                                       high_levels, sixteen);
+                } else {
+                    high_levels = _mm512_and_si512(q, high4);
                 }
-                low_sum = _mm512_add_epi32(low_sum, _mm512_mullo_epi32(low, scales[2 * c]));
-                high_sum = _mm512_add_epi32(high_sum, _mm512_mullo_epi32(high, scales[2 * c + 1]));
+                low = _mm512_dpbusd_epi32(low, low_levels, _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 4 * k))));
+                high = _mm512_dpbusd_epi32(high, high_levels, _mm512_set1_epi32(int(load_u32(y.qs + 64 * c + 32 + 4 * k))));
             }
-            const __m512i sumi = _mm512_add_epi32(low_sum, kFifthBit ? high_sum : _mm512_srai_epi32(high_sum, 4));
-            const Q8KSums& ysum = sums[size_t(i)];
-            __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), dword_bytes<0, true>(mn03), _mm512_set1_epi32(ysum.pairs[0]));
-            mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn03), _mm512_set1_epi32(ysum.pairs[1]));
-            mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn47), _mm512_set1_epi32(ysum.pairs[2]));
-            mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn47), _mm512_set1_epi32(ysum.pairs[3]));
-            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(ysum.d));
-            const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-ysum.d));
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
-            acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), acc);
+            low_sum = _mm512_add_epi32(low_sum, _mm512_mullo_epi32(low, scales[2 * c]));
+            high_sum = _mm512_add_epi32(high_sum, _mm512_mullo_epi32(high, scales[2 * c + 1]));
         }
-        _mm512_mask_storeu_ps(out + r0, group_rows(n_rows - r0), acc);
-    }
+        const __m512i sumi = _mm512_add_epi32(low_sum, kFifthBit ? high_sum : _mm512_srai_epi32(high_sum, 4));
+        const Q8KSums& ysum = sums[size_t(i)];
+        __m512i mins = _mm512_dpwssd_epi32(_mm512_setzero_si512(), dword_bytes<0, true>(mn03), _mm512_set1_epi32(ysum.pairs[0]));
+        mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn03), _mm512_set1_epi32(ysum.pairs[1]));
+        mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn47), _mm512_set1_epi32(ysum.pairs[2]));
+        mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn47), _mm512_set1_epi32(ysum.pairs[3]));
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(ysum.d));
+        const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-ysum.d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sumi), acc);
+        acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), acc);
+        return acc;
+    });
 }
 
 // ---- Q2_K_R16: 16 Q2_K rows interleaved ----
@@ -229,52 +236,44 @@ inline __m512i dword_byte(__m512i v, int k) {
 }
 
 void q2_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
-    const auto* ys = static_cast<const BlockQ8_K*>(vy);
-    const int64_t nb = n / kQK_K;
     const __m512i low4 = _mm512_set1_epi8(0x0F);
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const auto* xs = reinterpret_cast<const BlockQ2_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t i = 0; i < nb; ++i) {
-            const BlockQ2_Kx16& x = xs[i];
-            const BlockQ8_K& y = ys[i];
-            __m512i scales[4], mins = _mm512_setzero_si512();  // scales[k]: bytes are sub-blocks 4k..4k+3
-            for (int k = 0; k < 4; ++k) {
-                const __m512i packed = load64(x.scales[k]);
-                scales[k] = _mm512_and_si512(packed, low4);
-                const __m512i mn = _mm512_and_si512(_mm512_srli_epi32(packed, 4), low4);
-                mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
-                mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
-            }
-            // sums[j]: the bit pair j products, 4^j times (the levels are used in place, unshifted).
-            __m512i sums[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-            for (int h = 0; h < 2; ++h) {
-                for (int p = 0; p < 2; ++p) {
-                    prefetch_quarter(x, 2 * h + p);
-                    __m512i dot[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-                    for (int t = 0; t < 4; ++t) {
-                        const __m512i q = load64(x.qs[8 * h + 4 * p + t]);
-                        for (int j = 0; j < 4; ++j) {
-                            const __m512i levels = _mm512_and_si512(q, _mm512_set1_epi8(char(3 << (2 * j))));
-                            const int v = 128 * h + 32 * j + 16 * p + 4 * t;
-                            dot[j] = _mm512_dpbusd_epi32(dot[j], levels, _mm512_set1_epi32(int(load_u32(y.qs + v))));
-                        }
-                    }
+    k_group_rows<BlockQ2_Kx16>(n, vx, x_row_bytes, n_rows, vy, out, [&](const auto& x, const BlockQ8_K& y, int64_t, __m512 acc) {
+        __m512i scales[4], mins = _mm512_setzero_si512();  // scales[k]: bytes are sub-blocks 4k..4k+3
+        for (int k = 0; k < 4; ++k) {
+            const __m512i packed = load64(x.scales[k]);
+            scales[k] = _mm512_and_si512(packed, low4);
+            const __m512i mn = _mm512_and_si512(_mm512_srli_epi32(packed, 4), low4);
+            mins = _mm512_dpwssd_epi32(mins, dword_bytes<0, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k))));
+            mins = _mm512_dpwssd_epi32(mins, dword_bytes<2, true>(mn), _mm512_set1_epi32(int(load_u32(y.bsums + 4 * k + 2))));
+        }
+        // sums[j]: the bit pair j products, 4^j times (the levels are used in place, unshifted).
+        __m512i sums[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        for (int h = 0; h < 2; ++h) {
+            for (int p = 0; p < 2; ++p) {
+                prefetch_quarter(x, 2 * h + p);
+                __m512i dot[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+                for (int t = 0; t < 4; ++t) {
+                    const __m512i q = load64(x.qs[8 * h + 4 * p + t]);
                     for (int j = 0; j < 4; ++j) {
-                        const int sub = 8 * h + 2 * j + p;
-                        sums[j] = _mm512_add_epi32(sums[j], _mm512_mullo_epi32(dot[j], dword_byte(scales[sub / 4], sub % 4)));
+                        const __m512i levels = _mm512_and_si512(q, _mm512_set1_epi8(char(3 << (2 * j))));
+                        const int v = 128 * h + 32 * j + 16 * p + 4 * t;
+                        dot[j] = _mm512_dpbusd_epi32(dot[j], levels, _mm512_set1_epi32(int(load_u32(y.qs + v))));
                     }
                 }
+                for (int j = 0; j < 4; ++j) {
+                    const int sub = 8 * h + 2 * j + p;
+                    sums[j] = _mm512_add_epi32(sums[j], _mm512_mullo_epi32(dot[j], dword_byte(scales[sub / 4], sub % 4)));
+                }
             }
-            const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(sums[0], _mm512_srai_epi32(sums[1], 2)),
-                                                 _mm512_add_epi32(_mm512_srai_epi32(sums[2], 4), _mm512_srai_epi32(sums[3], 6)));
-            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
-            const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-y.d));
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
-            acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), acc);
         }
-        _mm512_mask_storeu_ps(out + r0, group_rows(n_rows - r0), acc);
-    }
+        const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(sums[0], _mm512_srai_epi32(sums[1], 2)),
+                                             _mm512_add_epi32(_mm512_srai_epi32(sums[2], 4), _mm512_srai_epi32(sums[3], 6)));
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
+        const __m512 dmin = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.dmin)), _mm512_set1_ps(-y.d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+        acc = _mm512_fmadd_ps(dmin, _mm512_cvtepi32_ps(mins), acc);
+        return acc;
+    });
 }
 
 // ---- Q6_K_R16: 16 Q6_K rows interleaved ----
@@ -376,23 +375,15 @@ inline __m512i q6_k_half(const BlockQ6_Kx16& x, const BlockQ8_K& y, const __m512
 }
 
 void q6_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
-    const auto* ys = static_cast<const BlockQ8_K*>(vy);
-    const int64_t nb = n / kQK_K;
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const auto* xs = reinterpret_cast<const BlockQ6_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t i = 0; i < nb; ++i) {
-            const BlockQ6_Kx16& x = xs[i];
-            const BlockQ8_K& y = ys[i];
-            const __m512i scale_dwords[4] = {load64(x.scales[0]), load64(x.scales[1]), load64(x.scales[2]), load64(x.scales[3])};
-            __m512i sum = q6_k_half<0>(x, y, scale_dwords, _mm512_setzero_si512());
-            sum = q6_k_half<1>(x, y, scale_dwords, sum);
-            sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 5));
-            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
-        }
-        _mm512_mask_storeu_ps(out + r0, group_rows(n_rows - r0), acc);
-    }
+    k_group_rows<BlockQ6_Kx16>(n, vx, x_row_bytes, n_rows, vy, out, [&](const auto& x, const BlockQ8_K& y, int64_t, __m512 acc) {
+        const __m512i scale_dwords[4] = {load64(x.scales[0]), load64(x.scales[1]), load64(x.scales[2]), load64(x.scales[3])};
+        __m512i sum = q6_k_half<0>(x, y, scale_dwords, _mm512_setzero_si512());
+        sum = q6_k_half<1>(x, y, scale_dwords, sum);
+        sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 5));
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+        return acc;
+    });
 }
 
 // ---- Q3_K_R16: 16 Q3_K rows interleaved ----
@@ -443,28 +434,20 @@ inline void q3_k_quarter(const BlockQ3_Kx16& x, const BlockQ8_K& y, const __m512
 }
 
 void q3_k_r16_vec_dot_rows(int64_t n, const void* vx, size_t x_row_bytes, int64_t n_rows, const void* vy, float* out) {
-    const auto* ys = static_cast<const BlockQ8_K*>(vy);
-    const int64_t nb = n / kQK_K;
-    for (int64_t r0 = 0; r0 < n_rows; r0 += 16) {
-        const auto* xs = reinterpret_cast<const BlockQ3_Kx16*>(static_cast<const uint8_t*>(vx) + size_t(r0) * x_row_bytes);
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t i = 0; i < nb; ++i) {
-            const BlockQ3_Kx16& x = xs[i];
-            const BlockQ8_K& y = ys[i];
-            __m512i scale_dwords[4];
-            q3_k_scale_dwords(x, scale_dwords);
-            __m512i sums[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-            q3_k_quarter<0, 0>(x, y, scale_dwords, sums);
-            q3_k_quarter<0, 1>(x, y, scale_dwords, sums);
-            q3_k_quarter<1, 0>(x, y, scale_dwords, sums);
-            q3_k_quarter<1, 1>(x, y, scale_dwords, sums);
-            __m512i sum = _mm512_add_epi32(sums[0], _mm512_add_epi32(_mm512_srai_epi32(sums[1], 2), _mm512_srai_epi32(sums[2], 4)));
-            sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 2));
-            const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
-            acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
-        }
-        _mm512_mask_storeu_ps(out + r0, group_rows(n_rows - r0), acc);
-    }
+    k_group_rows<BlockQ3_Kx16>(n, vx, x_row_bytes, n_rows, vy, out, [&](const auto& x, const BlockQ8_K& y, int64_t, __m512 acc) {
+        __m512i scale_dwords[4];
+        q3_k_scale_dwords(x, scale_dwords);
+        __m512i sums[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+        q3_k_quarter<0, 0>(x, y, scale_dwords, sums);
+        q3_k_quarter<0, 1>(x, y, scale_dwords, sums);
+        q3_k_quarter<1, 0>(x, y, scale_dwords, sums);
+        q3_k_quarter<1, 1>(x, y, scale_dwords, sums);
+        __m512i sum = _mm512_add_epi32(sums[0], _mm512_add_epi32(_mm512_srai_epi32(sums[1], 2), _mm512_srai_epi32(sums[2], 4)));
+        sum = _mm512_sub_epi32(sum, _mm512_slli_epi32(scaled_block_sums(scale_dwords, y), 2));
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(load32(x.d)), _mm512_set1_ps(y.d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc);
+        return acc;
+    });
 }
 
 }  // namespace
