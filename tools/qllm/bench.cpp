@@ -132,10 +132,9 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 }
 
 // Nanoseconds of each repetition (after one warm-up run) of either test, each after n_depth
-// tokens are put in the cache (not timed).
-// The time of each repetition, in ns. With `probes`, the machine's read bandwidth (GB/s) is also
-// measured just before each one, so that a generation test can be judged against the bandwidth
-// the shared host gave at that moment.
+// tokens are put in the cache (not timed). With `probes`, the machine's read bandwidth (GB/s) is
+// also measured just before each repetition, so that a generation test can be judged against
+// what the shared host gave at that moment.
 std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n_depth, int reps,
                               std::vector<double>* probes = nullptr) {
     const int64_t n_vocab = model.hparams().n_vocab;
@@ -260,8 +259,8 @@ void print_rows(const std::vector<Row>& rows, const std::string& format, double 
     fmt::print("|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|{}\n", with_kl ? "---:|" : "");
     for (const auto& r : rows) {
         const auto [mean, sd] = mean_sd(r.samples_ts());
-        const std::string bw =
-            r.gbps > 0 ? fmt::format("{:.1f} | {:.1f} | {:.0f}%", r.gbps, mean_sd(r.probes).first, 100 * r.bw_frac) : " |  | ";
+        const double probe = r.gbps > 0 ? mean_sd(r.probes).first : 0.0;
+        const std::string bw = r.gbps > 0 ? fmt::format("{:.1f} | {:.1f} | {:.0f}%", r.gbps, probe, 100 * r.bw_frac) : " |  | ";
         const std::string kl = !with_kl ? "" : r.kl >= 0 ? fmt::format(" {:.5f} |", r.kl) : " |";
         fmt::print("| {} | {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n", md_cell(r.name),
                    r.type, human_size(r.size), double(r.params) / 1e6, r.bpw, r.threads, isa, r.test, mean, sd, bw, kl);
@@ -386,7 +385,9 @@ int bench(const BenchOptions& opt) {
                     // Every weight is read once per token (the cache, read too, is left out).
                     const auto ts = r.samples_ts();
                     r.gbps = mean_sd(ts).first * double(bytes) / 1e9;
-                    for (size_t i = 0; i < ts.size(); ++i) r.bw_frac += ts[i] * double(bytes) / 1e9 / r.probes[i] / double(ts.size());
+                    for (size_t i = 0; i < ts.size(); ++i) {  // each repetition against the probe before it
+                        r.bw_frac += ts[i] * double(bytes) / 1e9 / r.probes[i] / double(ts.size());
+                    }
                     bandwidth = std::max(bandwidth, *std::max_element(r.probes.begin(), r.probes.end()));
                 }
                 rows.push_back(r);

@@ -145,7 +145,9 @@ int run(const RunOptions& opt) {
                1000.0 * double(tokens.size()) / prompt_ms);
     fmt::print(stderr, "generation: {:10.2f} ms / {:5} tokens ({:8.2f} tokens/s)\n", gen_ms, generated,
                generated > 0 ? 1000.0 * double(generated) / gen_ms : 0.0);
-    if (repacked > 0) fmt::print(stderr, "repack:     {:10.2f} ms / {:5} weights (after the first token)\n", repack_ms, repacked);
+    if (repacked > 0) {
+        fmt::print(stderr, "repack:     {:10.2f} ms / {:5} weights (after the first token)\n", repack_ms, repacked);
+    }
     fmt::print(stderr, "system:     {} kernels, {} threads\n", isa_name(active_isa()), threads);
     fmt::print(stderr, "peak RSS:   {:10.1f} MiB (KV cache {:.1f} MiB)\n", peak_rss_mib(),
                double(ctx.kv_cache_bytes()) / (1024.0 * 1024.0));
