@@ -58,7 +58,7 @@ size_t invalid_utf8_at(const std::string& s) {
 
 void add_no_repack_flag(CLI::App* cmd, bool& no_repack) {
     cmd->add_flag("--no-repack", no_repack,
-                  "keep the weights as the file has them (no interleaved layouts: slower products, faster load)");
+                  "keep the weights as the file has them (no interleaved layouts: slower products, no time spent repacking)");
 }
 
 int default_threads() {
