@@ -253,9 +253,8 @@ std::unique_ptr<Model> Model::load(const std::string& path, Mode mode, bool repa
 
 int Model::repack() {
     if (!full_ || repacked_) return 0;
-    int count = 0;
-    repacked_ = repack_weights(weights_, &count);
-    return count;
+    repacked_ = repack_weights(weights_);
+    return repacked_ ? repacked_->weights() : 0;
 }
 
 }  // namespace qllm

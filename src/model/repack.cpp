@@ -35,7 +35,7 @@ RepackedWeights::~RepackedWeights() {
     if (memory_) munmap(memory_, bytes_);
 }
 
-std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count) {
+std::unique_ptr<RepackedWeights> repack_weights(Weights& w) {
     std::vector<TensorView*> candidates;
     if (w.output.data != w.token_embd.data) candidates.push_back(&w.output);
     for (LayerWeights& l : w.layers) {
@@ -51,7 +51,6 @@ std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count) {
         jobs.push_back({v, *layout, bytes});
         bytes += (size_t(v->rows()) * v->row_bytes() + 63) / 64 * 64;
     }
-    *count = int(jobs.size());
     if (jobs.empty()) return {};
 
     void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -59,6 +58,7 @@ std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count) {
     auto repacked = std::make_unique<RepackedWeights>();
     repacked->memory_ = memory;
     repacked->bytes_ = bytes;
+    repacked->weights_ = int(jobs.size());
 
     // One weight after the other, a few MiB of its rows at a time shared among the threads, and
     // the file's pages of each piece released as soon as it is done: resident memory stays near

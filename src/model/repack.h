@@ -19,17 +19,19 @@ public:
     RepackedWeights& operator=(const RepackedWeights&) = delete;
     ~RepackedWeights();
     size_t bytes() const { return bytes_; }
+    int weights() const { return weights_; }  // how many were repacked
 
 private:
-    friend std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count);
+    friend std::unique_ptr<RepackedWeights> repack_weights(Weights& w);
     void* memory_ = nullptr;
     size_t bytes_ = 0;
+    int weights_ = 0;
 };
 
 // Rewrites every multiplied weight that has an interleaved layout in the active kernel table
 // (and whole groups of rows) into it, points its view there, and gives the file's pages of those
-// weights back to the page cache. Returns null when there was nothing to repack, and the number
-// of weights repacked in `count`. The embedding table is left alone: it is read a row at a time.
-std::unique_ptr<RepackedWeights> repack_weights(Weights& w, int* count);
+// weights back to the page cache. Returns null when there was nothing to repack. The embedding
+// table is left alone: it is read a row at a time.
+std::unique_ptr<RepackedWeights> repack_weights(Weights& w);
 
 }  // namespace qllm

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <sstream>
 
@@ -132,11 +133,11 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 }
 
 // Nanoseconds of each repetition (after one warm-up run) of either test, each after n_depth
-// tokens are put in the cache (not timed). With `probes`, the machine's read bandwidth (GB/s) is
-// also measured just before each repetition, so that a generation test can be judged against
-// what the shared host gave at that moment.
+// tokens are put in the cache (not timed). With a `probe`, the machine's read bandwidth (GB/s) is
+// also measured just before each repetition, into `readings`, so that a generation test can be
+// judged against what the shared host gave at that moment.
 std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n_depth, int reps,
-                              std::vector<double>* probes = nullptr) {
+                              const ReadBandwidthProbe* probe = nullptr, std::vector<double>* readings = nullptr) {
     const int64_t n_vocab = model.hparams().n_vocab;
     std::vector<TokenId> tokens(size_t(n_depth) + size_t(std::max(n_prompt, 1)));
     uint64_t state = 12345;
@@ -150,7 +151,7 @@ std::vector<double> time_test(const Model& model, int n_prompt, int n_gen, int n
     for (int rep = -1; rep < reps; ++rep) {
         ctx.reset();
         if (n_depth > 0) ctx.eval(depth, false);
-        if (probes && rep >= 0) probes->push_back(measure_read_bandwidth() / 1e9);
+        if (probe && rep >= 0) readings->push_back(probe->measure() / 1e9);
         const auto t0 = Clock::now();
         if (n_prompt > 0) {
             ctx.eval(rest.first(size_t(n_prompt)), false);
@@ -338,6 +339,11 @@ int bench(const BenchOptions& opt) {
     // minute to the next, so it runs before every repetition of a generation test, and each
     // repetition is judged against the reading just before it. The best reading is shown.
     double bandwidth = 0;
+    std::unique_ptr<ReadBandwidthProbe> probe_buffer;  // made at the first generation test
+    auto probe = [&]() -> const ReadBandwidthProbe& {
+        if (!probe_buffer) probe_buffer = std::make_unique<ReadBandwidthProbe>();
+        return *probe_buffer;
+    };
     std::vector<Row> rows;
     std::vector<TokenId> quality_tokens;
     std::vector<float> source_logits;
@@ -380,7 +386,8 @@ int bench(const BenchOptions& opt) {
                          (n_depth > 0 ? fmt::format(" @ d{}", n_depth) : "");
                 r.kl = kl;
                 fmt::print(stderr, "qllm: {} {} t={}...\n", path, r.test, t);
-                r.samples_ns = time_test(*model, n_prompt, n_gen, n_depth, opt.repetitions, n_prompt == 0 ? &r.probes : nullptr);
+                r.samples_ns = n_prompt > 0 ? time_test(*model, n_prompt, 0, n_depth, opt.repetitions)
+                                            : time_test(*model, 0, n_gen, n_depth, opt.repetitions, &probe(), &r.probes);
                 if (n_prompt == 0) {
                     // Every weight is read once per token (the cache, read too, is left out).
                     const auto ts = r.samples_ts();
